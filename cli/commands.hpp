@@ -1,0 +1,13 @@
+// Each subcommand of the `tensorpool` binary registers itself on the CLI11 app; main() runs the one chosen.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace tensorpool::cli {
+
+// Registers `tensorpool decode`; the callback sets the process exit code through `exit_code`.
+void add_decode_command(CLI::App& app, int& exit_code);
+// Registers `tensorpool inspect`.
+void add_inspect_command(CLI::App& app, int& exit_code);
+
+}  // namespace tensorpool::cli
