@@ -5,6 +5,7 @@
 // rejecting hostile input on a hot path (a malformed message, a torn slot) must not touch the heap.
 #pragma once
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdio>
@@ -39,6 +40,13 @@ public:
 
     Error() noexcept : code_(Errc::ok) { msg_[0] = '\0'; }
     Error(Errc code, std::string_view msg) noexcept : code_(code) { set(msg); }
+    // Copies only the used part of the message buffer.
+    Error(const Error& o) noexcept : code_(o.code_) { set(o.msg_); }
+    Error& operator=(const Error& o) noexcept {
+        code_ = o.code_;
+        set(o.msg_);
+        return *this;
+    }
 
     // printf-style constructor; the message is truncated to kMaxMessage - 1 characters.
     [[gnu::format(printf, 2, 3)]] static Error format(Errc code, const char* fmt, ...) noexcept {
@@ -62,16 +70,19 @@ public:
         va_start(ap, fmt);
         std::vsnprintf(head, sizeof head, fmt, ap);
         va_end(ap);
-        char joined[kMaxMessage];
-        std::snprintf(joined, sizeof joined, "%s%s", head, msg_);
-        std::memcpy(msg_, joined, sizeof msg_);
+        const std::size_t h = std::strlen(head);
+        const std::size_t room = kMaxMessage - 1 - h;
+        const std::size_t keep = std::min(std::strlen(msg_), room);
+        std::memmove(msg_ + h, msg_, keep);
+        std::memcpy(msg_, head, h);
+        msg_[h + keep] = '\0';
         return *this;
     }
 
 private:
     void set(std::string_view msg) noexcept {
         std::size_t n = msg.size() < kMaxMessage - 1 ? msg.size() : kMaxMessage - 1;
-        std::memcpy(msg_, msg.data(), n);
+        std::memmove(msg_, msg.data(), n);
         msg_[n] = '\0';
     }
 
