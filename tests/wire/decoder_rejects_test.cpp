@@ -129,7 +129,7 @@ TEST(Dispatch, RoutesByTemplateAndSkipsTypesTheVisitorDoesNotTake) {
         EXPECT_EQ(d.streamId(), 1u);
         ++announces;
     });
-    EXPECT_TRUE(s.ok());
+    EXPECT_TRUE(s.ok()) << s.error().message();
     EXPECT_EQ(announces, 1);
     std::vector<uint8_t> fd(48);
     control::FrameDescriptor::Encoder e;
@@ -164,7 +164,7 @@ TEST(Dispatch, RefusesShmOnlyTemplatesOnTheWireButDispatchAllDecodesThem) {
     int seen = 0;
     Status s = dispatch(th.data(), th.size(), [&](const auto&) { ++seen; });
     ASSERT_FALSE(s.ok());
-    EXPECT_NE(message_of(s.error()).find("SHM-only"), std::string::npos);
+    EXPECT_NE(message_of(s.error()).find("SHM-only"), std::string::npos) << s.error().message();
     EXPECT_TRUE(dispatch_all(th.data(), th.size(), [&](const control::TensorHeader::Decoder&) { ++seen; }).ok());
     EXPECT_EQ(seen, 1);
 }

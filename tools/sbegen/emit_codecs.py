@@ -310,12 +310,12 @@ public:
     public:
         using value_type = Decoder;
         using difference_type = std::ptrdiff_t;
-        using reference = const Decoder&;
+        using reference = Decoder;  // by value: an entry decoder is a few words and must outlive the iterator
         using pointer = const Decoder*;
         using iterator_category = std::input_iterator_tag;
         iterator() = default;
         iterator(const Range* r, size_t index, size_t pos) noexcept : r_(r), index_(index), pos_(pos) { load(); }
-        const Decoder& operator*() const noexcept { return cur_; }
+        Decoder operator*() const noexcept { return cur_; }
         const Decoder* operator->() const noexcept { return &cur_; }
         iterator& operator++() noexcept {
             ++index_;

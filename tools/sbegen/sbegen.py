@@ -42,6 +42,8 @@ def write_if_changed(path, text):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output directory for the generated headers")
+    ap.add_argument("--no-dispatch", action="store_true",
+                    help="write only the per-schema headers (for a schema that is not part of the protocol)")
     ap.add_argument("schemas", nargs="+", help="SBE XML schema files")
     args = ap.parse_args()
     try:
@@ -53,8 +55,9 @@ def main():
     for s in schemas:
         write_if_changed(os.path.join(args.out, s.namespace + ".hpp"), emit_schema(s, os.path.basename(s.path)))
         write_if_changed(os.path.join(args.out, s.namespace + "_json.hpp"), emit_schema_json(s))
-    write_if_changed(os.path.join(args.out, "dispatch.hpp"), emit_dispatch(schemas, SHM_ONLY))
-    write_if_changed(os.path.join(args.out, "json_dispatch.hpp"), emit_json_dispatch(schemas))
+    if not args.no_dispatch:
+        write_if_changed(os.path.join(args.out, "dispatch.hpp"), emit_dispatch(schemas, SHM_ONLY))
+        write_if_changed(os.path.join(args.out, "json_dispatch.hpp"), emit_json_dispatch(schemas))
     return 0
 
 
