@@ -1,0 +1,135 @@
+// The seq_commit seqlock on a header slot (WIRE_SPEC §3, W-8-10, W-8-23..31, W-15.3-*).
+//
+// The commit word is the aligned u64 at slot byte 0: (seq << 1) | committed. It is only ever accessed through
+// std::atomic_ref. Everything else in the slot is written and copied with relaxed 8-byte atomics, so the
+// header copy is race-free; payload bytes are the application's and are read in place.
+//
+// Writer (producer):
+//     seqlock_begin_write(slot, seq);        // (seq<<1) release, then a release fence
+//     seqlock_store_header(slot, image);     // slot bytes 8..255
+//     memcpy(payload, ...);                  // application payload
+//     seqlock_commit(slot, seq);             // (seq<<1)|1 release
+//
+// Reader (consumer), zero-copy:
+//     ReadTicket t;
+//     if (t.begin(slot, seq) != ReadBegin::ok) drop;                 // c1 acquire + header copy
+//     decide everything from t.header() (never from the live slot, A-8), read the payload in place, then
+//     if (!t.still_valid()) discard what was read;                   // acquire fence + c2 == c1
+//
+// No allocation, no lock, no system call on either side.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "tensorpool/shm/slot_layout.hpp"
+
+namespace tensorpool::shm {
+
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free,
+              "seq_commit needs a lock-free 8-byte atomic: it is shared between processes (W-8-10)");
+static_assert(std::atomic_ref<std::uint64_t>::required_alignment <= 8);
+static_assert(kHeaderSlotBytes % 8 == 0);
+
+namespace seqlock_detail {
+
+// Processes share the word, so it must be a real hardware atomic on the mapped memory; atomic_ref<const T> is
+// C++26, so loads cast the const away. A load never writes, so this is safe on a PROT_READ mapping.
+inline std::atomic_ref<std::uint64_t> word(const std::byte* p) noexcept {
+    return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(const_cast<std::byte*>(p)));
+}
+
+inline constexpr std::size_t kFirstBodyWord = 1;  // bytes 0..7 are the commit word itself
+inline constexpr std::size_t kWords = kHeaderSlotBytes / 8;
+
+}  // namespace seqlock_detail
+
+constexpr std::uint64_t in_progress_word(std::uint64_t seq) noexcept { return seq << 1; }
+constexpr std::uint64_t committed_word(std::uint64_t seq) noexcept { return (seq << 1) | 1u; }
+
+// ---- writer -----------------------------------------------------------------------------------------------
+
+// W-8-23: mark the slot IN-PROGRESS before touching anything else in it. The release fence after the store
+// keeps every later store (header words, payload) from becoming visible before the IN-PROGRESS word.
+inline void seqlock_begin_write(std::byte* slot, std::uint64_t seq) noexcept {
+    seqlock_detail::word(slot).store(in_progress_word(seq), std::memory_order_release);
+    std::atomic_thread_fence(std::memory_order_release);
+}
+
+// W-8-24: rewrite slot bytes 8..255 from a fully built image; bytes 0..7 of the image are ignored.
+inline void seqlock_store_header(std::byte* slot, const SlotImage& image) noexcept {
+    for (std::size_t w = seqlock_detail::kFirstBodyWord; w < seqlock_detail::kWords; ++w) {
+        std::uint64_t v;
+        std::memcpy(&v, image.data() + w * 8, 8);
+        seqlock_detail::word(slot + w * 8).store(v, std::memory_order_relaxed);
+    }
+}
+
+// W-8-25: publish; every header and payload store above happens-before a reader's acquire of this value.
+inline void seqlock_commit(std::byte* slot, std::uint64_t seq) noexcept {
+    seqlock_detail::word(slot).store(committed_word(seq), std::memory_order_release);
+}
+
+// ---- reader -----------------------------------------------------------------------------------------------
+
+enum class ReadBegin : std::uint8_t {
+    ok,
+    not_committed,  // LSB 0: being written or overwritten (drop, W-8-26)
+    stale,          // committed, but an older seq than asked for (W-15.3-1)
+    overwritten,    // committed, but a newer seq: the frame is gone (drops_late)
+};
+
+const char* read_begin_name(ReadBegin r) noexcept;
+
+class ReadTicket {
+public:
+    // The consumer's entry point. Takes the first commit load (acquire); if it shows `seq` committed, copies slot
+    // bytes 8..255 with relaxed atomic loads (W-8-26, W-8-9). Anything else returns without copying.
+    ReadBegin begin(const std::byte* slot, std::uint64_t seq) noexcept {
+        const std::uint64_t c1 = seqlock_detail::word(slot).load(std::memory_order_acquire);
+        if ((c1 & 1u) == 0) return ReadBegin::not_committed;
+        if ((c1 >> 1) < seq) return ReadBegin::stale;
+        if ((c1 >> 1) > seq) return ReadBegin::overwritten;
+        copy(slot, c1);
+        return ReadBegin::ok;
+    }
+
+    // As begin(), but accepts whatever seq is committed (tools such as `tensorpool inspect`).
+    ReadBegin begin_any(const std::byte* slot) noexcept {
+        const std::uint64_t c1 = seqlock_detail::word(slot).load(std::memory_order_acquire);
+        if ((c1 & 1u) == 0) return ReadBegin::not_committed;
+        copy(slot, c1);
+        return ReadBegin::ok;
+    }
+
+    // The private copy taken under the first commit load; bytes 0..7 hold that commit word.
+    const SlotImage& header() const noexcept { return copy_; }
+    std::uint64_t commit_word() const noexcept { return c1_; }
+    std::uint64_t seq() const noexcept { return c1_ >> 1; }
+
+    // W-8-27 / W-8-31: call after the application has read the payload in place. True proves that nothing it
+    // read (header copy or payload) was torn by a concurrent overwrite.
+    bool still_valid() const noexcept {
+        std::atomic_thread_fence(std::memory_order_acquire);  // payload loads above stay above the reload
+        return seqlock_detail::word(slot_).load(std::memory_order_acquire) == c1_;
+    }
+
+private:
+    void copy(const std::byte* slot, std::uint64_t c1) noexcept {
+        slot_ = slot;
+        c1_ = c1;
+        std::memcpy(copy_.data(), &c1, 8);
+        for (std::size_t w = seqlock_detail::kFirstBodyWord; w < seqlock_detail::kWords; ++w) {
+            const std::uint64_t v = seqlock_detail::word(slot + w * 8).load(std::memory_order_relaxed);
+            std::memcpy(copy_.data() + w * 8, &v, 8);
+        }
+    }
+
+    const std::byte* slot_ = nullptr;
+    std::uint64_t c1_ = 0;
+    SlotImage copy_;
+};
+
+}  // namespace tensorpool::shm
