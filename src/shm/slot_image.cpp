@@ -1,0 +1,295 @@
+#include "tensorpool/shm/slot_image.hpp"
+
+#include "tensorpool/shm/seqlock.hpp"
+#include "tensorpool/wire/message_header.hpp"
+
+namespace tensorpool::shm {
+
+using wire::control::SlotHeader;
+using wire::control::TensorHeader;
+
+namespace {
+
+const char* dtype_name(Dtype d) {
+    const char* n = wire::control::name_of(d);
+    return n != nullptr ? n : "(not a Dtype)";
+}
+const char* order_name(MajorOrder m) {
+    const char* n = wire::control::name_of(m);
+    return n != nullptr ? n : "(not a MajorOrder)";
+}
+const char* unit_name(ProgressUnit u) {
+    const char* n = wire::control::name_of(u);
+    return n != nullptr ? n : "(not a ProgressUnit)";
+}
+
+const std::uint8_t* bytes_of(const SlotImage& img) { return reinterpret_cast<const std::uint8_t*>(img.data()); }
+
+// Checks a*b and a+b without overflow; byte offsets of a hostile header must not wrap around.
+bool mul_ok(std::int64_t a, std::int64_t b, std::int64_t& out) { return !__builtin_mul_overflow(a, b, &out); }
+bool add_ok(std::int64_t a, std::int64_t b, std::int64_t& out) { return !__builtin_add_overflow(a, b, &out); }
+
+}  // namespace
+
+std::uint32_t dtype_element_bytes(Dtype d) noexcept {
+    switch (d) {
+        case Dtype::UINT8:
+        case Dtype::INT8:
+        case Dtype::BOOLEAN:
+        case Dtype::BYTES:
+        case Dtype::BIT: return 1;
+        case Dtype::UINT16:
+        case Dtype::INT16: return 2;
+        case Dtype::UINT32:
+        case Dtype::INT32:
+        case Dtype::FLOAT32: return 4;
+        case Dtype::UINT64:
+        case Dtype::INT64:
+        case Dtype::FLOAT64: return 8;
+        default: return 0;  // UNKNOWN, 12 (unassigned) and anything else
+    }
+}
+
+Status encode_slot_image(const FrameDescription& frame, std::uint32_t header_nslots, SlotImage& out) {
+    if (!is_power_of_two(header_nslots)) {
+        return Error::format(Errc::invalid_argument, "header ring nslots is %u; expected a non-zero power of two "
+                             "(A-16)", header_nslots);
+    }
+    const TensorShape& t = frame.tensor;
+    if (t.ndims > kMaxDims) {
+        return Error::format(Errc::invalid_argument, "TensorHeader.ndims is %u; at most %u dims can be encoded "
+                             "(W-8-2)", unsigned{t.ndims}, kMaxDims);
+    }
+
+    // The embedded TensorHeader, framed: 8-byte message header + 184-byte body = 192 bytes (W-8-7).
+    std::uint8_t tensor[kHeaderBytesLength];
+    TensorHeader::Encoder te;
+    if (auto s = te.wrap_and_apply_header(tensor, sizeof tensor); !s) return s;
+    te.dtype(t.dtype).majorOrder(t.major_order).ndims(t.ndims).progressUnit(t.progress_unit)
+        .progressStrideBytes(t.progress_stride_bytes);
+    // Only the first ndims entries are written; wrap zero-filled the rest (W-8-13).
+    for (std::size_t i = 0; i < t.ndims; ++i) te.dims(i, t.dims[i]).strides(i, t.strides[i]);
+    auto tn = te.finish();
+    if (!tn) return tn.error();
+    if (*tn != kHeaderBytesLength) {
+        return Error::format(Errc::malformed, "TensorHeader encoded to %zu bytes; expected %zu (W-8-7)", *tn,
+                             kHeaderBytesLength);
+    }
+
+    // The slot: raw SlotHeader block (no message header, W-8-5) + headerBytes var data.
+    SlotHeader::Encoder se;
+    if (auto s = se.wrap_raw(reinterpret_cast<std::uint8_t*>(out.data()), out.bytes.size()); !s) return s;
+    se.seqCommit(committed_word(frame.seq))
+        .valuesLenBytes(frame.values_len_bytes)
+        .payloadSlot(header_index(frame.seq, header_nslots))  // W-8-22: identity mapping, even when empty
+        .poolId(frame.pool_id)
+        .payloadOffset(0)  // W-8-12
+        .timestampNs(frame.timestamp_ns)
+        .metaVersion(frame.meta_version)
+        .headerBytes(std::span<const std::uint8_t>(tensor, sizeof tensor));
+    auto sn = se.finish();
+    if (!sn) return sn.error();
+    if (*sn != kHeaderSlotBytes) {
+        return Error::format(Errc::malformed, "slot encoded to %zu bytes; expected exactly %zu (W-8-1)", *sn,
+                             kHeaderSlotBytes);
+    }
+    return {};
+}
+
+Result<SlotContents> decode_slot_image(const SlotImage& image) {
+    auto sh = SlotHeader::Decoder::wrap_raw(bytes_of(image), image.bytes.size());
+    if (!sh) {
+        Error e = sh.error();
+        e.prefix("header slot: ");
+        return e;
+    }
+    SlotContents c;
+    c.commit_word = sh->seqCommit();
+    c.seq = c.commit_word >> 1;
+    c.values_len_bytes = sh->valuesLenBytes();
+    c.payload_slot = sh->payloadSlot();
+    c.pool_id = sh->poolId();
+    c.payload_offset = sh->payloadOffset();
+    c.timestamp_ns = sh->timestampNs();
+    c.meta_version = sh->metaVersion();
+
+    const auto hb = sh->headerBytesBytes();
+    c.header_bytes_length = static_cast<std::uint32_t>(hb.size());
+    if (hb.size() != kHeaderBytesLength) {
+        return Error::format(Errc::malformed, "SlotHeader.headerBytes length is %zu; expected %zu (8 + TensorHeader "
+                             "blockLength 184, W-8-7)", hb.size(), kHeaderBytesLength);
+    }
+    auto mh = wire::MessageHeader::read(hb.data(), hb.size());
+    if (!mh) return mh.error();
+    c.embedded_block_length = mh->blockLength;
+    c.embedded_template_id = mh->templateId;
+    c.embedded_schema_id = mh->schemaId;
+    c.embedded_version = mh->version;
+    if (mh->templateId != kTensorHeaderTemplateId) {
+        return Error::format(Errc::malformed, "embedded header templateId is %u; expected %u (TensorHeader, W-8-28)",
+                             unsigned{mh->templateId}, unsigned{kTensorHeaderTemplateId});
+    }
+    if (mh->schemaId != kControlSchemaId) {
+        return Error::format(Errc::malformed, "embedded header schemaId is %u; expected %u (W-8-29)",
+                             unsigned{mh->schemaId}, unsigned{kControlSchemaId});
+    }
+    if (mh->version != kControlSchemaVersion) {
+        return Error::format(Errc::unsupported, "embedded header version is %u; expected %u (W-8-29)",
+                             unsigned{mh->version}, unsigned{kControlSchemaVersion});
+    }
+    if (mh->blockLength != kTensorHeaderBlockLength) {
+        return Error::format(Errc::malformed, "embedded header blockLength is %u; expected %u (W-8-7)",
+                             unsigned{mh->blockLength}, unsigned{kTensorHeaderBlockLength});
+    }
+    auto th = TensorHeader::Decoder::wrap(hb.data(), hb.size());
+    if (!th) return th.error();
+    TensorShape& t = c.tensor;
+    t.dtype = th->dtype();
+    t.major_order = th->majorOrder();
+    t.ndims = th->ndims();
+    t.progress_unit = th->progressUnit();
+    t.progress_stride_bytes = th->progressStrideBytes();
+    t.dims = th->dims();
+    t.strides = th->strides();
+    c.element_bytes = dtype_element_bytes(t.dtype);
+    return c;
+}
+
+Status resolve_strides(const TensorShape& t, std::array<std::int64_t, kMaxDims>& resolved,
+                       std::uint64_t& extent_bytes) {
+    if (t.ndims == 0 || t.ndims > kMaxDims) {
+        return Error::format(Errc::malformed, "TensorHeader.ndims is %u; expected 1..%u (W-8-11)", unsigned{t.ndims},
+                             kMaxDims);
+    }
+    const std::uint32_t elem = dtype_element_bytes(t.dtype);
+    if (elem == 0) {
+        return Error::format(Errc::malformed, "TensorHeader.dtype is %d (%s); expected a known Dtype other than "
+                             "UNKNOWN (§15.8, A-29)", static_cast<int>(t.dtype), dtype_name(t.dtype));
+    }
+    if (t.major_order != MajorOrder::ROW && t.major_order != MajorOrder::COLUMN) {
+        return Error::format(Errc::malformed, "TensorHeader.majorOrder is %d (%s); expected ROW (1) or COLUMN (2) "
+                             "(§15.8, A-29)", static_cast<int>(t.major_order), order_name(t.major_order));
+    }
+    const std::size_t n = t.ndims;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (t.dims[i] < 0) {
+            return Error::format(Errc::malformed, "TensorHeader.dims[%zu] is %d; expected >= 0", i, t.dims[i]);
+        }
+        if (t.strides[i] < 0) {
+            return Error::format(Errc::malformed, "TensorHeader.strides[%zu] is %d; negative strides are not "
+                                 "supported in v1.2 (W-8-15)", i, t.strides[i]);
+        }
+    }
+    // Walk from the innermost dimension outwards: the last one for ROW, the first for COLUMN (W-8-16).
+    const bool row = t.major_order == MajorOrder::ROW;
+    auto dim_at = [&](std::size_t k) { return row ? n - 1 - k : k; };
+    for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t i = dim_at(k);
+        std::int64_t expected = elem;  // innermost: one element
+        if (k > 0) {
+            const std::size_t inner = dim_at(k - 1);
+            const std::int64_t inner_dim = t.dims[inner] > 0 ? t.dims[inner] : 1;
+            if (!mul_ok(resolved[inner], inner_dim, expected)) {
+                return Error::format(Errc::malformed, "TensorHeader dims/strides overflow 64-bit byte offsets at "
+                                     "dims[%zu]", i);
+            }
+        }
+        if (t.strides[i] == 0) {
+            resolved[i] = expected;  // infer contiguous
+        } else if (t.strides[i] < expected) {
+            return Error::format(Errc::malformed,
+                                 "TensorHeader.strides[%zu] is %d; expected 0 or >= %lld (%s-major: no overlap with "
+                                 "the next inner dimension, W-8-16, A-29)",
+                                 i, t.strides[i], static_cast<long long>(expected), row ? "row" : "column");
+        } else {
+            resolved[i] = t.strides[i];
+        }
+    }
+    for (std::size_t i = n; i < kMaxDims; ++i) resolved[i] = 0;  // W-8-14: ignore what lies beyond ndims
+
+    std::int64_t extent = elem;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (t.dims[i] == 0) {
+            extent = 0;
+            break;
+        }
+        std::int64_t span = 0;
+        if (!mul_ok(static_cast<std::int64_t>(t.dims[i]) - 1, resolved[i], span) || !add_ok(extent, span, extent)) {
+            return Error::format(Errc::malformed, "TensorHeader dims/strides overflow 64-bit byte offsets at "
+                                 "dims[%zu]", i);
+        }
+    }
+    extent_bytes = static_cast<std::uint64_t>(extent);
+    return {};
+}
+
+namespace {
+
+Status check_progress(const TensorShape& t, const std::array<std::int64_t, kMaxDims>& resolved) {
+    switch (t.progress_unit) {
+        case ProgressUnit::NONE: return {};  // the stride is not checked when progress is off
+        case ProgressUnit::ROWS:
+        case ProgressUnit::COLUMNS: break;
+        default:
+            return Error::format(Errc::malformed, "TensorHeader.progressUnit is %u (%s); expected NONE, ROWS or "
+                                 "COLUMNS (§15.8)", static_cast<unsigned>(t.progress_unit),
+                                 unit_name(t.progress_unit));
+    }
+    if (t.progress_stride_bytes == 0) {
+        return Error::format(Errc::malformed, "TensorHeader.progressStrideBytes is 0 with progressUnit %s; expected "
+                             "> 0 (W-8-8, W-8-17)", unit_name(t.progress_unit));
+    }
+    // ROWS advance along dims[0], COLUMNS along dims[1].
+    const std::size_t axis = t.progress_unit == ProgressUnit::ROWS ? 0 : 1;
+    if (axis >= t.ndims) {
+        return Error::format(Errc::malformed, "TensorHeader.progressUnit is COLUMNS with ndims %u; expected ndims >= 2 "
+                             "(A-7)", unsigned{t.ndims});
+    }
+    if (static_cast<std::int64_t>(t.progress_stride_bytes) != resolved[axis]) {
+        return Error::format(Errc::malformed, "TensorHeader.progressStrideBytes is %u; expected strides[%zu] = %lld "
+                             "for progressUnit %s (W-8-8, W-8-17, A-7)", t.progress_stride_bytes, axis,
+                             static_cast<long long>(resolved[axis]), unit_name(t.progress_unit));
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<SlotContents> validate_slot_header(const SlotImage& image, std::uint32_t index) {
+    auto c = decode_slot_image(image);
+    if (!c) return c.error();
+    if (c->payload_offset != 0) {
+        return Error::format(Errc::malformed, "SlotHeader.payloadOffset is %u; expected 0 in v1.2 (W-8-12)",
+                             c->payload_offset);
+    }
+    if (auto s = resolve_strides(c->tensor, c->resolved_strides, c->tensor_extent_bytes); !s) return s.error();
+    if (auto s = check_progress(c->tensor, c->resolved_strides); !s) return s.error();
+    if (c->payload_slot != index) {
+        return Error::format(Errc::malformed, "SlotHeader.payloadSlot is %u; expected the header index %u (W-8-22, "
+                             "W-15.5-2)", c->payload_slot, index);
+    }
+    return c;
+}
+
+Result<SlotContents> validate_slot(const SlotImage& image, std::uint32_t index, std::span<const PoolInfo> pools) {
+    auto c = validate_slot_header(image, index);
+    if (!c) return c;
+    const PoolInfo* pool = nullptr;
+    for (const PoolInfo& p : pools) {
+        if (p.pool_id == c->pool_id) {
+            pool = &p;
+            break;
+        }
+    }
+    if (pool == nullptr) {
+        return Error::format(Errc::mismatch, "SlotHeader.poolId is %u; expected the id of a mapped pool (A-28)",
+                             unsigned{c->pool_id});
+    }
+    if (c->values_len_bytes > pool->stride_bytes) {
+        return Error::format(Errc::malformed, "SlotHeader.valuesLenBytes is %u; expected <= stride_bytes %u of pool "
+                             "%u (§10.2.1)", c->values_len_bytes, pool->stride_bytes, unsigned{pool->pool_id});
+    }
+    return c;
+}
+
+}  // namespace tensorpool::shm
