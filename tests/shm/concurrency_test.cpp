@@ -128,12 +128,15 @@ struct Stats {
 };
 
 // One consumer: newest seq, begin(), validate the copy, read the payload in place, then (if asked) still_valid().
+// Runs until `target` reads are done and `min_evidence` races were seen (late rejections when revalidating,
+// torn payloads in the negative control). How often the writer laps a reader depends on how the scheduler
+// places the two, so the loop keeps racing until it has that proof, within the deadline.
 Stats read_loop(const HeaderRingView& ring, const PayloadPoolView& pool, const Shared* shared, std::uint64_t target,
-                bool revalidate, Clock::time_point deadline) {
+                std::uint64_t min_evidence, bool revalidate, Clock::time_point deadline) {
     const PoolInfo pools[] = {{pool.pool_id(), pool.stride_bytes()}};
     Stats s;
     ReadTicket ticket;
-    while (s.reads < target) {
+    while (s.reads < target || (revalidate ? s.rejected_late : s.torn_accepted) < min_evidence) {
         if ((s.attempts & 1023) == 0 && Clock::now() > deadline) break;
         ++s.attempts;
         const std::uint64_t seq = shared->latest.load(std::memory_order_acquire);
@@ -165,7 +168,7 @@ Stats read_loop(const HeaderRingView& ring, const PayloadPoolView& pool, const S
 }
 
 Stats run_readers(const HeaderRingView& ring, const PayloadPoolView& pool, const Shared* shared,
-                  std::uint64_t total, bool revalidate, Clock::duration budget) {
+                  std::uint64_t total, std::uint64_t min_evidence, bool revalidate, Clock::duration budget) {
     const unsigned hw = std::thread::hardware_concurrency();
     const unsigned threads = hw > 2 ? std::min(hw - 1, 3u) : 1u;  // the writer process needs a core too
     const auto deadline = Clock::now() + budget;
@@ -173,7 +176,8 @@ Stats run_readers(const HeaderRingView& ring, const PayloadPoolView& pool, const
     std::vector<std::thread> pool_threads;
     for (unsigned t = 0; t < threads; ++t) {
         pool_threads.emplace_back([&, t] {
-            per[t] = read_loop(ring, pool, shared, (total + threads - 1) / threads, revalidate, deadline);
+            per[t] = read_loop(ring, pool, shared, (total + threads - 1) / threads,
+                               (min_evidence + threads - 1) / threads, revalidate, deadline);
         });
     }
     Stats all;
@@ -226,10 +230,10 @@ TEST(SeqlockConcurrency, W_8_27_NoTornPayloadIsEverAcceptedAcrossProcesses) {
     while (shared->latest.load(std::memory_order_acquire) == 0) std::this_thread::yield();
 
     auto t0 = Clock::now();
-    const Stats validated = run_readers(*rv, *pv, shared, kValidatedReads, true, kValidatedDeadline);
+    const Stats validated = run_readers(*rv, *pv, shared, kValidatedReads, kMinRejected, true, kValidatedDeadline);
     const double validated_s = std::chrono::duration<double>(Clock::now() - t0).count();
     t0 = Clock::now();
-    const Stats control = run_readers(*rv, *pv, shared, kControlReads, false, kControlDeadline);
+    const Stats control = run_readers(*rv, *pv, shared, kControlReads, 1, false, kControlDeadline);
     const double control_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
     shared->stop.store(1, std::memory_order_relaxed);
