@@ -136,6 +136,10 @@ Result<OpenedRegion> open_region(std::string_view uri_or_path, const AllowedDirs
     if (base == nullptr) {
         std::string bases;
         for (const auto& b : allowed.canonical()) bases += (bases.empty() ? "" : ", ") + b;
+        if (canonical == path) {
+            return Error::format(Errc::refused, "region '%s' is outside every allowed directory (%s) (W-15.21a-14)",
+                                 path.c_str(), bases.c_str());
+        }
         return Error::format(Errc::refused, "region '%s' resolves to '%s', outside every allowed directory (%s) "
                              "(W-15.21a-14)", path.c_str(), canonical.c_str(), bases.c_str());
     }
