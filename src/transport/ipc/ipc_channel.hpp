@@ -1,0 +1,21 @@
+// The ipc channel URI: `ipc:<bus>[?term-length=<size>][|prefault=true|false]`, sizes in bytes or with a k/m/g
+// suffix (powers of 1024), parameters separated by '|' as in Aeron URIs.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "tensorpool/common/result.hpp"
+
+namespace tensorpool::transport::ipc {
+
+struct IpcChannel {
+    std::string bus;
+    std::size_t term_bytes = 0;  // 0: the transport's default
+    bool prefault = false;
+};
+
+Result<IpcChannel> parse_ipc_channel(std::string_view channel);
+
+}  // namespace tensorpool::transport::ipc

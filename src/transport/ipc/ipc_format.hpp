@@ -1,0 +1,105 @@
+// On-disk format of the embedded ipc bus (documented for operators in docs/ipc-bus.md).
+//
+//   <root>/<bus>/<stream_id>/registry          which publishers and subscribers are attached
+//   <root>/<bus>/<stream_id>/pub-<session>.log  one ring per publisher, written by that publisher only
+//
+// One ring per publisher means publishers never contend with each other and a publisher killed in the middle
+// of a write can only leave its own ring with an unfinished record that no reader will ever deliver.
+// All integers are little-endian; words shared between processes are accessed with std::atomic_ref.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tensorpool::transport::ipc {
+
+inline constexpr uint64_t kRegistryMagic = 0x4745524350495054ull;  // "TPIPCREG" as LE bytes
+inline constexpr uint64_t kLogMagic = 0x474F4C4350495054ull;       // "TPIPCLOG" as LE bytes
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kPublisherSlots = 64;
+inline constexpr uint32_t kSubscriberSlots = 64;
+
+// Registry: a 64-byte header, then publisher slots, then subscriber slots, 64 bytes each.
+struct RegistryHeader {
+    uint64_t magic;             // written last (release) by the creator; see create_registry()
+    uint32_t layout_version;
+    uint32_t publisher_slots;
+    uint32_t subscriber_slots;
+    uint32_t reserved0;
+    uint64_t generation;        // +1 (release) whenever a publisher slot becomes active or free
+    uint64_t subscribers;       // attached subscribers: a publication is connected while this is > 0
+    uint8_t reserved[24];
+};
+
+// A closing publisher (closed, or found dead) keeps its log for the linger time so that subscribers that have
+// not polled since it appeared can still drain it; then a sweep frees the slot and unlinks the log.
+enum SlotState : uint32_t { kSlotFree = 0, kSlotClaiming = 1, kSlotActive = 2, kSlotClosing = 3 };
+
+struct PublisherSlot {
+    uint32_t state;             // SlotState
+    int32_t session_id;
+    uint64_t pid;
+    uint64_t start_time_ns;     // CLOCK_MONOTONIC when the publisher registered
+    uint64_t term_bytes;
+    uint64_t close_time_ns;     // CLOCK_MONOTONIC when the slot entered kSlotClosing
+    uint8_t reserved[24];
+};
+
+struct SubscriberSlot {
+    uint32_t state;             // SlotState
+    uint32_t reserved0;
+    uint64_t pid;
+    uint64_t join_time_ns;
+    uint8_t reserved[40];
+};
+
+inline constexpr std::size_t kRegistryBytes =
+    sizeof(RegistryHeader) + kPublisherSlots * sizeof(PublisherSlot) + kSubscriberSlots * sizeof(SubscriberSlot);
+
+// Publisher log: a 128-byte header, then a ring of term_bytes (a power of two).
+struct LogHeader {
+    uint64_t magic;
+    uint32_t layout_version;
+    int32_t session_id;
+    uint64_t term_bytes;
+    uint64_t pid;
+    uint8_t reserved0[32];
+    // Second cache line: the only words that change. Position counters grow without bound; the ring index is
+    // position & (term_bytes - 1).
+    uint64_t tail_intent;       // where the record being written will end (stored before writing it)
+    uint64_t tail;              // end of the last complete record (stored with release after writing it)
+    uint8_t reserved1[48];
+};
+
+inline constexpr std::size_t kLogHeaderBytes = sizeof(LogHeader);
+
+// Each record: this header, then `length` bytes, padded to kRecordAlign. A padding record fills the end of
+// the ring when the next record would not fit before the wrap.
+struct RecordHeader {
+    uint32_t length;            // payload bytes (for padding: bytes after this header up to the wrap)
+    uint32_t type;              // RecordType
+    uint64_t seq;               // per-publisher message number from 0 (data records only)
+};
+
+enum RecordType : uint32_t { kRecordData = 1, kRecordPadding = 2 };
+
+inline constexpr std::size_t kRecordAlign = 16;
+inline constexpr std::size_t kRecordHeaderBytes = sizeof(RecordHeader);
+inline constexpr std::size_t kMinTermBytes = std::size_t{1} << 20;
+inline constexpr std::size_t kMaxTermBytes = std::size_t{1} << 30;
+
+inline constexpr std::size_t record_bytes(std::size_t payload) noexcept {
+    return (kRecordHeaderBytes + payload + kRecordAlign - 1) & ~(kRecordAlign - 1);
+}
+
+// Aeron's rule: a message may take at most 1/8 of the term, capped at 16 MiB.
+inline constexpr std::size_t max_message_bytes(std::size_t term_bytes) noexcept {
+    std::size_t m = term_bytes / 8;
+    if (m > (std::size_t{16} << 20)) m = std::size_t{16} << 20;
+    return m - kRecordHeaderBytes;
+}
+
+static_assert(sizeof(RegistryHeader) == 64 && sizeof(PublisherSlot) == 64 && sizeof(SubscriberSlot) == 64);
+static_assert(sizeof(LogHeader) == 128 && sizeof(RecordHeader) == 16);
+
+}  // namespace tensorpool::transport::ipc

@@ -1,0 +1,146 @@
+#include "ipc_publication.hpp"
+
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "tensorpool/common/clock.hpp"
+
+namespace tensorpool::transport::ipc {
+
+namespace {
+
+int32_t random_session_id() noexcept {
+    uint32_t v = 0;
+    if (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) {
+        v = static_cast<uint32_t>(monotonic_ns()) ^ static_cast<uint32_t>(::getpid()) << 16;
+    }
+    v &= 0x7FFFFFFFu;
+    return static_cast<int32_t>(v == 0 ? 1 : v);
+}
+
+void write_header(uint8_t* at, uint32_t length, RecordType type, uint64_t seq) noexcept {
+    const RecordHeader h{length, type, seq};
+    std::memcpy(at, &h, sizeof h);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<IpcPublication>> IpcPublication::create(std::shared_ptr<IpcStream> stream, std::string channel,
+                                                               int32_t stream_id, std::size_t term_bytes,
+                                                               bool prefault) {
+    if (term_bytes < kMinTermBytes || term_bytes > kMaxTermBytes || (term_bytes & (term_bytes - 1)) != 0) {
+        return Error::format(Errc::invalid_argument, "channel %s: term length %zu is not a power of two in [%zu, %zu]",
+                             channel.c_str(), term_bytes, kMinTermBytes, kMaxTermBytes);
+    }
+    const uint64_t pid = static_cast<uint64_t>(::getpid());
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        const int32_t session = random_session_id();
+        if (stream->session_in_use(session)) continue;
+        auto log = create_log(stream->dir(), session, term_bytes, pid, prefault);
+        if (!log) {
+            if (log.error().code() == Errc::io && attempt < 7) continue;  // e.g. a leftover file with this name
+            return log.error();
+        }
+        auto slot = stream->claim_publisher_slot(session, term_bytes, monotonic_ns());
+        if (!slot) {
+            unlink_log(stream->dir(), session);
+            return slot.error();
+        }
+        return std::unique_ptr<IpcPublication>(new IpcPublication(std::move(stream), std::move(channel), stream_id,
+                                                                  std::move(*log), session, *slot, term_bytes));
+    }
+    return Error::format(Errc::io, "channel %s: could not create a publisher log in %s", channel.c_str(),
+                         stream->path().c_str());
+}
+
+IpcPublication::IpcPublication(std::shared_ptr<IpcStream> stream, std::string channel, int32_t stream_id,
+                               shm::Mapping log, int32_t session_id, uint32_t slot, std::size_t term_bytes) noexcept
+    : stream_(std::move(stream)),
+      channel_(std::move(channel)),
+      stream_id_(stream_id),
+      log_(std::move(log)),
+      session_id_(session_id),
+      slot_(slot),
+      term_bytes_(term_bytes),
+      max_message_(max_message_bytes(term_bytes)) {
+    auto* base = reinterpret_cast<uint8_t*>(log_.writable_data());
+    auto* h = reinterpret_cast<LogHeader*>(base);
+    ring_ = base + kLogHeaderBytes;
+    tail_intent_ = &h->tail_intent;
+    tail_ = &h->tail;
+}
+
+IpcPublication::~IpcPublication() {
+    // The log stays for the linger time so that subscribers can drain it; a later sweep removes it.
+    stream_->close_publisher_slot(slot_);
+}
+
+bool IpcPublication::is_connected() const noexcept {
+    return stream_->subscribers().load(std::memory_order_relaxed) > 0;
+}
+
+std::size_t IpcPublication::begin_record(std::size_t record) noexcept {
+    std::size_t index = static_cast<std::size_t>(position_) & (term_bytes_ - 1);
+    const std::size_t to_end = term_bytes_ - index;
+    const std::size_t pad = record > to_end ? to_end : 0;
+    pending_ = position_ + pad + record;
+    std::atomic_ref<uint64_t>(*tail_intent_).store(pending_, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    if (pad != 0) {
+        write_header(ring_ + index, static_cast<uint32_t>(pad - kRecordHeaderBytes), kRecordPadding, 0);
+        index = 0;
+    }
+    return index;
+}
+
+void IpcPublication::end_record() noexcept {
+    position_ = pending_;
+    std::atomic_ref<uint64_t>(*tail_).store(position_, std::memory_order_release);
+}
+
+OfferResult IpcPublication::offer(std::span<const uint8_t> message) noexcept {
+    if (message.size() > max_message_) return OfferStatus::message_too_large;
+    if (claim_open_) return OfferStatus::failed;
+    if (!is_connected()) return OfferStatus::not_connected;
+    const std::size_t index = begin_record(record_bytes(message.size()));
+    write_header(ring_ + index, static_cast<uint32_t>(message.size()), kRecordData, next_seq_++);
+    if (!message.empty()) std::memcpy(ring_ + index + kRecordHeaderBytes, message.data(), message.size());
+    end_record();
+    return OfferResult(static_cast<int64_t>(position_));
+}
+
+OfferResult IpcPublication::try_claim(std::size_t length, BufferClaim& claim) noexcept {
+    if (length > max_message_) return OfferStatus::message_too_large;
+    if (claim_open_ || claim.active()) return OfferStatus::failed;
+    if (!is_connected()) return OfferStatus::not_connected;
+    const std::size_t record = record_bytes(length);
+    const std::size_t index = begin_record(record);
+    write_header(ring_ + index, static_cast<uint32_t>(length), kRecordData, next_seq_);
+    static constexpr BufferClaim::Ops kOps{&IpcPublication::commit_claim, &IpcPublication::abort_claim};
+    claim.state[0] = reinterpret_cast<uintptr_t>(this);
+    claim.state[1] = index;
+    claim.state[2] = record;
+    claim.arm(ring_ + index + kRecordHeaderBytes, length, &kOps);
+    claim_open_ = true;
+    return OfferResult(static_cast<int64_t>(pending_));
+}
+
+void IpcPublication::commit_claim(BufferClaim& c) noexcept {
+    auto* self = reinterpret_cast<IpcPublication*>(c.state[0]);
+    ++self->next_seq_;
+    self->claim_open_ = false;
+    self->end_record();
+}
+
+void IpcPublication::abort_claim(BufferClaim& c) noexcept {
+    // The space stays used but turns into padding, which readers skip; no sequence number is consumed.
+    auto* self = reinterpret_cast<IpcPublication*>(c.state[0]);
+    write_header(self->ring_ + c.state[1], static_cast<uint32_t>(c.state[2] - kRecordHeaderBytes), kRecordPadding, 0);
+    self->claim_open_ = false;
+    self->end_record();
+}
+
+}  // namespace tensorpool::transport::ipc

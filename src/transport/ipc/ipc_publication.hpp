@@ -1,0 +1,65 @@
+// A publisher on the ipc bus: the single writer of its own ring (pub-<session>.log).
+//
+// Write protocol per record (readers validate against it, ipc_subscription.cpp):
+//   1. tail_intent = end of the new record (relaxed store, then a release fence so no byte of the record can
+//      become visible before it);
+//   2. write the record header and payload (a padding record first if the ring wraps);
+//   3. tail = tail_intent with release.
+// A reader that copied bytes at position p knows they were intact if tail_intent <= p + term afterwards.
+// Nothing waits for a reader: a slow reader is overwritten and counts the loss. Use a publication from one
+// thread at a time.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ipc_format.hpp"
+#include "ipc_stream.hpp"
+#include "tensorpool/transport/transport.hpp"
+
+namespace tensorpool::transport::ipc {
+
+class IpcPublication final : public Publication {
+public:
+    static Result<std::unique_ptr<IpcPublication>> create(std::shared_ptr<IpcStream> stream, std::string channel,
+                                                          int32_t stream_id, std::size_t term_bytes, bool prefault);
+    ~IpcPublication() override;
+
+    OfferResult offer(std::span<const uint8_t> message) noexcept override;
+    OfferResult try_claim(std::size_t length, BufferClaim& claim) noexcept override;
+    bool is_connected() const noexcept override;
+    std::size_t max_message_length() const noexcept override { return max_message_; }
+    const std::string& channel() const noexcept override { return channel_; }
+    int32_t stream_id() const noexcept override { return stream_id_; }
+    int32_t session_id() const noexcept override { return session_id_; }
+
+private:
+    IpcPublication(std::shared_ptr<IpcStream> stream, std::string channel, int32_t stream_id, shm::Mapping log,
+                   int32_t session_id, uint32_t slot, std::size_t term_bytes) noexcept;
+
+    // Steps 1 and 2a of the protocol: announces the record, writes padding if needed; returns the ring index
+    // of the record's header.
+    std::size_t begin_record(std::size_t record) noexcept;
+    void end_record() noexcept;
+
+    static void commit_claim(BufferClaim& c) noexcept;
+    static void abort_claim(BufferClaim& c) noexcept;
+
+    std::shared_ptr<IpcStream> stream_;
+    std::string channel_;
+    int32_t stream_id_;
+    shm::Mapping log_;
+    int32_t session_id_;
+    uint32_t slot_;
+    uint8_t* ring_;
+    uint64_t* tail_intent_;
+    uint64_t* tail_;
+    std::size_t term_bytes_;
+    std::size_t max_message_;
+    uint64_t position_ = 0;   // our copy of tail
+    uint64_t pending_ = 0;    // end of the record being written (tail_intent)
+    uint64_t next_seq_ = 0;
+    bool claim_open_ = false;
+};
+
+}  // namespace tensorpool::transport::ipc

@@ -1,0 +1,182 @@
+#include "ipc_subscription.hpp"
+
+#include <atomic>
+#include <cstring>
+
+#include "tensorpool/common/clock.hpp"
+
+namespace tensorpool::transport::ipc {
+
+namespace {
+
+// Bytes copied per batch: large enough to amortise the validation over many small messages, small enough to
+// stay in L1/L2. A single larger record gets a batch of its own size.
+constexpr std::size_t kBatchBytes = 64 * 1024;
+
+uint64_t load_acquire(uint64_t* p) noexcept { return std::atomic_ref<uint64_t>(*p).load(std::memory_order_acquire); }
+uint64_t load_relaxed(uint64_t* p) noexcept { return std::atomic_ref<uint64_t>(*p).load(std::memory_order_relaxed); }
+
+}  // namespace
+
+Result<std::unique_ptr<IpcSubscription>> IpcSubscription::create(std::shared_ptr<IpcStream> stream,
+                                                                 std::string channel, int32_t stream_id) {
+    const int64_t join = monotonic_ns();
+    auto slot = stream->claim_subscriber_slot(join);
+    if (!slot) return slot.error();
+    std::unique_ptr<IpcSubscription> sub(new IpcSubscription(std::move(stream), std::move(channel), stream_id, *slot, join));
+    return sub;
+}
+
+IpcSubscription::IpcSubscription(std::shared_ptr<IpcStream> stream, std::string channel, int32_t stream_id,
+                                 uint32_t slot, int64_t join_time_ns)
+    : stream_(std::move(stream)), channel_(std::move(channel)), stream_id_(stream_id), slot_(slot), join_time_ns_(join_time_ns) {
+    images_.reserve(kPublisherSlots);  // rescans never reallocate: Images hold mappings
+    scratch_.resize(kBatchBytes);
+    seen_generation_ = stream_->generation().load(std::memory_order_acquire);
+    rescan(true);
+}
+
+IpcSubscription::~IpcSubscription() { stream_->release_subscriber_slot(slot_); }
+
+void IpcSubscription::rescan(bool initial) noexcept {
+    // Mark images whose publisher left (slot freed or reused by another session).
+    for (Image& im : images_) {
+        PublisherSlot& s = stream_->publisher(im.slot);
+        const bool same = slot_state(s.state).load(std::memory_order_acquire) == kSlotActive &&
+                          std::atomic_ref<int32_t>(s.session_id).load(std::memory_order_relaxed) == im.session_id;
+        if (!same) im.retiring = true;
+    }
+    for (uint32_t i = 0; i < kPublisherSlots; ++i) {
+        PublisherSlot& s = stream_->publisher(i);
+        const uint32_t state = slot_state(s.state).load(std::memory_order_acquire);
+        // A publisher that was already closing when we joined wrote nothing after our join.
+        if (state != kSlotActive && (state != kSlotClosing || initial)) continue;
+        const int32_t session = std::atomic_ref<int32_t>(s.session_id).load(std::memory_order_relaxed);
+        bool known = false;
+        for (const Image& im : images_) known = known || (im.slot == i && im.session_id == session);
+        if (known || images_.size() == images_.capacity()) continue;
+        const uint64_t term = std::atomic_ref<uint64_t>(s.term_bytes).load(std::memory_order_relaxed);
+        const int64_t start = static_cast<int64_t>(std::atomic_ref<uint64_t>(s.start_time_ns).load(std::memory_order_relaxed));
+        auto log = open_log(stream_->dir(), session, static_cast<std::size_t>(term));
+        if (!log) {
+            ++refused_images_;
+            last_refusal_ = log.error().message();
+            continue;
+        }
+        Image im;
+        im.log = std::move(*log);
+        auto* base = const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(im.log.data()));
+        auto* h = reinterpret_cast<LogHeader*>(base);
+        im.ring = base + kLogHeaderBytes;
+        im.tail = &h->tail;
+        im.tail_intent = &h->tail_intent;
+        im.term_bytes = static_cast<std::size_t>(term);
+        im.max_message = max_message_bytes(im.term_bytes);
+        im.session_id = session;
+        im.slot = i;
+        im.retiring = state == kSlotClosing;  // drain it, then drop it
+        // A publisher already attached when we joined: start at its tail (we see what comes after our join).
+        // One that appeared later: everything it wrote came after our join, so read it from the start.
+        if (initial) {
+            im.cursor = load_acquire(im.tail);
+            im.join_time_ns = join_time_ns_;
+        } else {
+            im.cursor = 0;
+            im.seq_known = true;
+            im.join_time_ns = start > join_time_ns_ ? start : join_time_ns_;
+        }
+        if (record_bytes(im.max_message) > scratch_.size()) scratch_.resize(record_bytes(im.max_message));
+        images_.push_back(std::move(im));
+    }
+}
+
+void IpcSubscription::resync(Image& im) noexcept {
+    const uint64_t tail = load_acquire(im.tail);
+    if (tail > im.cursor) lost_bytes_ += tail - im.cursor;
+    im.cursor = tail;
+    // next_seq stays: the first record read after the jump tells exactly how many messages were skipped.
+}
+
+int IpcSubscription::poll_image(Image& im, MessageHandler& handler, int limit) noexcept {
+    const uint64_t tail = load_acquire(im.tail);
+    if (tail == im.cursor) return 0;
+    if (tail < im.cursor || tail - im.cursor > im.term_bytes) {
+        resync(im);  // lapped (or a foreign writer moved the tail backwards)
+        return 0;
+    }
+    const std::size_t mask = im.term_bytes - 1;
+    const std::size_t index = static_cast<std::size_t>(im.cursor) & mask;
+    std::size_t batch = static_cast<std::size_t>(tail - im.cursor);
+    if (batch > kBatchBytes) {
+        // Peek at the first record: a record larger than the batch gets a batch of its own size.
+        RecordHeader first;
+        std::memcpy(&first, im.ring + index, sizeof first);
+        const std::size_t rec = record_bytes(first.length);
+        batch = rec > kBatchBytes && rec <= scratch_.size() && rec <= batch ? rec : kBatchBytes;
+    }
+    // Records never straddle the wrap (padding fills the end), so copying the two halves back to back yields
+    // the records in order.
+    const std::size_t first_part = batch < im.term_bytes - index ? batch : im.term_bytes - index;
+    std::memcpy(scratch_.data(), im.ring + index, first_part);
+    if (first_part < batch) std::memcpy(scratch_.data() + first_part, im.ring, batch - first_part);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (load_relaxed(im.tail_intent) - im.cursor > im.term_bytes) {
+        resync(im);  // overwritten while we copied: nothing of this batch is trusted
+        return 0;
+    }
+    std::size_t off = 0;
+    int delivered = 0;
+    while (delivered < limit && batch - off >= kRecordHeaderBytes) {
+        RecordHeader h;
+        std::memcpy(&h, scratch_.data() + off, sizeof h);
+        const std::size_t rec = record_bytes(h.length);
+        const bool valid_type = h.type == kRecordData || h.type == kRecordPadding;
+        const bool valid_len = h.type == kRecordPadding || h.length <= im.max_message;
+        if (!valid_type || !valid_len || rec > im.term_bytes) {
+            // Not something our writer produces: a foreign or corrupted ring. Skip everything written so far.
+            im.cursor += off;
+            resync(im);
+            return delivered;
+        }
+        if (rec > batch - off) break;  // cut by the batch end: next poll
+        if (h.type == kRecordData) {
+            if (im.seq_known && h.seq > im.next_seq) lost_messages_ += h.seq - im.next_seq;
+            im.next_seq = h.seq + 1;
+            im.seq_known = true;
+            const MessageInfo info{im.session_id, static_cast<int64_t>(im.cursor + off + rec), im.join_time_ns};
+            handler(std::span<const uint8_t>(scratch_.data() + off + kRecordHeaderBytes, h.length), info);
+            ++delivered;
+        }
+        off += rec;
+    }
+    im.cursor += off;
+    return delivered;
+}
+
+int IpcSubscription::poll(MessageHandler handler, int message_limit) noexcept {
+    const uint64_t generation = stream_->generation().load(std::memory_order_acquire);
+    if (generation != seen_generation_) {
+        seen_generation_ = generation;
+        rescan(false);
+    }
+    int total = 0;
+    const std::size_t n = images_.size();
+    for (std::size_t k = 0; k < n && total < message_limit; ++k) {
+        Image& im = images_[(next_image_ + k) % n];
+        total += poll_image(im, handler, message_limit - total);
+    }
+    if (n != 0) next_image_ = (next_image_ + 1) % n;  // rotate the first image polled, for fairness
+    // Drop images of departed publishers once drained.
+    for (std::size_t i = 0; i < images_.size();) {
+        Image& im = images_[i];
+        if (im.retiring && load_acquire(im.tail) == im.cursor) {
+            images_[i] = std::move(images_.back());
+            images_.pop_back();
+        } else {
+            ++i;
+        }
+    }
+    return total;
+}
+
+}  // namespace tensorpool::transport::ipc

@@ -1,0 +1,83 @@
+// A subscriber on the ipc bus: reads every publisher's ring of its stream, copying each batch out before
+// validating it, so a message it hands over can never be torn or half written.
+//
+// Read protocol per batch (mirror of the write protocol in ipc_publication.hpp):
+//   1. tail (acquire); nothing new if it equals our cursor; if the writer is more than a ring ahead we were
+//      lapped: count the loss and resume at the writer's tail;
+//   2. copy [cursor, min(tail, cursor + batch)) into private scratch memory;
+//   3. acquire fence, then tail_intent: if it lies more than a ring beyond our cursor the writer may have
+//      overwritten what we copied: discard the copy, count the loss, resume at the tail;
+//   4. parse and deliver the records from the validated copy. Per-publisher sequence numbers make the lost
+//      message count exact.
+// New publishers are noticed through the registry's generation word (one atomic load per poll); only then are
+// files opened and mapped, so steady-state polling makes no system call and allocates nothing.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ipc_format.hpp"
+#include "ipc_stream.hpp"
+#include "tensorpool/transport/transport.hpp"
+
+namespace tensorpool::transport::ipc {
+
+class IpcSubscription final : public Subscription {
+public:
+    static Result<std::unique_ptr<IpcSubscription>> create(std::shared_ptr<IpcStream> stream, std::string channel,
+                                                           int32_t stream_id);
+    ~IpcSubscription() override;
+
+    int poll(MessageHandler handler, int message_limit) noexcept override;
+    int image_count() const noexcept override { return static_cast<int>(images_.size()); }
+    uint64_t lost_messages() const noexcept override { return lost_messages_; }
+    uint64_t lost_bytes() const noexcept override { return lost_bytes_; }
+    const std::string& channel() const noexcept override { return channel_; }
+    int32_t stream_id() const noexcept override { return stream_id_; }
+
+    // Publisher logs that failed validation (hostile or foreign files) and were never read, and why the last one
+    // was refused.
+    uint64_t refused_images() const noexcept { return refused_images_; }
+    const std::string& last_refusal() const noexcept { return last_refusal_; }
+
+private:
+    struct Image {
+        shm::Mapping log;
+        const uint8_t* ring = nullptr;
+        uint64_t* tail = nullptr;
+        uint64_t* tail_intent = nullptr;
+        std::size_t term_bytes = 0;
+        std::size_t max_message = 0;
+        int32_t session_id = 0;
+        uint32_t slot = 0;
+        uint64_t cursor = 0;
+        uint64_t next_seq = 0;
+        bool seq_known = false;
+        bool retiring = false;  // the publisher is gone: drain what is left, then drop the image
+        int64_t join_time_ns = 0;
+    };
+
+    IpcSubscription(std::shared_ptr<IpcStream> stream, std::string channel, int32_t stream_id, uint32_t slot,
+                    int64_t join_time_ns);
+
+    void rescan(bool initial) noexcept;
+    int poll_image(Image& image, MessageHandler& handler, int limit) noexcept;
+    void resync(Image& image) noexcept;
+
+    std::shared_ptr<IpcStream> stream_;
+    std::string channel_;
+    int32_t stream_id_;
+    uint32_t slot_;
+    int64_t join_time_ns_;
+    uint64_t seen_generation_ = 0;
+    std::vector<Image> images_;
+    std::vector<uint8_t> scratch_;
+    std::size_t next_image_ = 0;
+    uint64_t lost_messages_ = 0;
+    uint64_t lost_bytes_ = 0;
+    uint64_t refused_images_ = 0;
+    std::string last_refusal_;
+};
+
+}  // namespace tensorpool::transport::ipc

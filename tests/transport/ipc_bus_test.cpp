@@ -1,0 +1,345 @@
+// The embedded ipc bus with real processes: many publishers and subscribers, lapping, a publisher killed in the
+// middle of a write, late joiners, oversize messages, claims.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "tensorpool/common/clock.hpp"
+#include "tensorpool/transport/transport_hub.hpp"
+#include "transport_test_support.hpp"
+
+namespace tensorpool::transport {
+namespace {
+
+using test::BusRoot;
+using test::ChildResult;
+using test::TestMessage;
+
+constexpr int32_t kStream = 1001;
+
+// Polls until `done` says so or the deadline passes; returns whether `done` was reached.
+template <class Done>
+bool poll_until(Subscription& sub, MessageHandler handler, Done done, int seconds = 30) {
+    const int64_t deadline = monotonic_ns() + int64_t{seconds} * 1'000'000'000;
+    while (!done()) {
+        if (sub.poll(handler, 256) == 0) {
+            if (monotonic_ns() > deadline) return false;
+            std::this_thread::yield();
+        }
+    }
+    return true;
+}
+
+TEST(IpcBus, ThreePublishersThreeSubscribersEveryMessageInOrder) {
+    BusRoot root;
+    constexpr int kPublishers = 3, kSubscribers = 3;
+    constexpr uint64_t kMessages = 100'000;
+    const std::string channel = "ipc:mpmc?term-length=64m";  // large enough that nobody is lapped
+    test::Barrier subscribers_ready(kSubscribers), go(1);
+
+    std::vector<pid_t> subs;
+    for (int s = 0; s < kSubscribers; ++s) {
+        subs.push_back(test::fork_child([&] {
+            TransportHub hub(root.options());
+            auto sub = hub.add_subscription(channel, kStream);
+            if (!sub) return test::child_fail(sub.error().message());
+            subscribers_ready.arrive();
+            std::array<uint64_t, kPublishers> next{};
+            uint64_t received = 0, out_of_order = 0, corrupt = 0;
+            auto handler = [&](std::span<const uint8_t> m, const MessageInfo&) {
+                TestMessage t;
+                if (!TestMessage::parse(m, t) || t.publisher >= kPublishers) {
+                    ++corrupt;
+                    return;
+                }
+                if (t.counter != next[t.publisher]) ++out_of_order;
+                next[t.publisher] = t.counter + 1;
+                ++received;
+            };
+            const bool all = poll_until(**sub, handler, [&] { return received == kPublishers * kMessages; }, 60);
+            if (!all || out_of_order != 0 || corrupt != 0 || (*sub)->lost_messages() != 0) {
+                return test::child_fail("received " + std::to_string(received) + " out_of_order " +
+                                        std::to_string(out_of_order) + " corrupt " + std::to_string(corrupt) +
+                                        " lost " + std::to_string((*sub)->lost_messages()));
+            }
+            return 0;
+        }));
+    }
+    ASSERT_TRUE(subscribers_ready.wait(20)) << "subscribers did not start";
+
+    std::vector<pid_t> pubs;
+    for (int p = 0; p < kPublishers; ++p) {
+        pubs.push_back(test::fork_child([&, p] {
+            TransportHub hub(root.options());
+            auto pub = hub.add_publication(channel, kStream);
+            if (!pub) return test::child_fail(pub.error().message());
+            go.wait(20);
+            for (uint64_t i = 0; i < kMessages; ++i) {
+                auto bytes = TestMessage::make(static_cast<uint32_t>(p), i, 16 + (i * 7) % 200);
+                OfferResult r = (*pub)->offer(bytes);
+                if (!r.ok()) return test::child_fail(std::string("offer: ") + offer_status_name(r.status()));
+            }
+            return 0;
+        }));
+    }
+    go.arrive();
+    for (pid_t pid : pubs) EXPECT_EQ(test::wait_child(pid, 60), ChildResult::ok()) << "publisher " << pid;
+    for (pid_t pid : subs) EXPECT_EQ(test::wait_child(pid, 90), ChildResult::ok()) << "subscriber " << pid;
+}
+
+TEST(IpcBus, LappedSubscriberSkipsAheadCountsTheLossAndNeverSeesATornMessage) {
+    BusRoot root;
+    const std::string channel = "ipc:lap?term-length=1m";
+    TransportHub hub(root.options());
+    auto sub = hub.add_subscription(channel, kStream);
+    ASSERT_TRUE(sub.ok()) << sub.error().message();
+    constexpr uint64_t kMessages = 200'000;  // ~50 MiB through a 1 MiB ring: lapped many times
+    test::Barrier done(1);
+    pid_t writer = test::fork_child([&] {
+        TransportHub h(root.options());
+        auto pub = h.add_publication(channel, kStream);
+        if (!pub) return test::child_fail(pub.error().message());
+        for (uint64_t i = 0; i < kMessages; ++i) {
+            auto bytes = TestMessage::make(0, i, 64 + (i % 300));
+            if (!(*pub)->offer(bytes).ok()) return test::child_fail("offer failed");
+        }
+        done.arrive();
+        return 0;
+    });
+    // Poll slowly while the writer races ahead, so we are lapped over and over.
+    uint64_t received = 0, corrupt = 0, last = 0, backwards = 0;
+    bool first = true;
+    auto handler = [&](std::span<const uint8_t> m, const MessageInfo&) {
+        TestMessage t;
+        if (!TestMessage::parse(m, t)) {
+            ++corrupt;
+            return;
+        }
+        if (!first && t.counter <= last) ++backwards;
+        first = false;
+        last = t.counter;
+        ++received;
+    };
+    while (!done.wait(0)) {
+        (*sub)->poll(handler, 10);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    while ((*sub)->poll(handler, 1000) > 0) {
+    }
+    EXPECT_EQ(test::wait_child(writer, 60), ChildResult::ok());
+    EXPECT_EQ(corrupt, 0u) << "a torn or half-written message was delivered";
+    EXPECT_EQ(backwards, 0u);
+    EXPECT_GT((*sub)->lost_messages(), 0u) << "the test did not lap the subscriber";
+    EXPECT_GT((*sub)->lost_bytes(), 0u);
+    EXPECT_EQ(last, kMessages - 1) << "the subscriber did not resume up to the newest message";
+    // Exact accounting: what we received plus what we were told we lost is what was published after we joined.
+    EXPECT_EQ(received + (*sub)->lost_messages(), kMessages);
+}
+
+TEST(IpcBus, PublisherKilledMidWriteLeavesOthersAndSubscribersWorking) {
+    BusRoot root;
+    const std::string channel = "ipc:kill";
+    TransportHub hub(root.options());
+    auto sub = hub.add_subscription(channel, kStream);
+    ASSERT_TRUE(sub.ok()) << sub.error().message();
+
+    // Victim: claims space for a message (tail_intent moves past tail) and dies before committing it.
+    test::Barrier claimed(1);
+    pid_t victim = test::fork_child([&] {
+        TransportHub h(root.options());
+        auto pub = h.add_publication(channel, kStream);
+        if (!pub) return test::child_fail(pub.error().message());
+        for (uint64_t i = 0; i < 1000; ++i) (void)(*pub)->offer(TestMessage::make(9, i, 100));
+        BufferClaim claim;
+        if (!(*pub)->try_claim(4096, claim).ok()) return test::child_fail("claim failed");
+        std::memset(claim.data(), 0xAB, 2000);  // half written
+        claimed.arrive();
+        ::kill(::getpid(), SIGKILL);
+        return 0;
+    });
+    ASSERT_TRUE(claimed.wait(20));
+    EXPECT_EQ(test::wait_child(victim, 20), ChildResult::killed(SIGKILL));
+
+    // Survivors publish after the death.
+    constexpr uint64_t kMessages = 20'000;
+    std::vector<pid_t> survivors;
+    for (uint32_t p = 0; p < 2; ++p) {
+        survivors.push_back(test::fork_child([&, p] {
+            TransportHub h(root.options());
+            auto pub = h.add_publication(channel, kStream);
+            if (!pub) return test::child_fail(pub.error().message());
+            for (uint64_t i = 0; i < kMessages; ++i) {
+                if (!(*pub)->offer(TestMessage::make(p, i, 48)).ok()) return test::child_fail("offer failed");
+            }
+            return 0;
+        }));
+    }
+    std::map<uint32_t, uint64_t> next;
+    uint64_t victim_msgs = 0, bad = 0;
+    auto handler = [&](std::span<const uint8_t> m, const MessageInfo&) {
+        TestMessage t;
+        if (!TestMessage::parse(m, t)) {
+            ++bad;
+            return;
+        }
+        if (t.publisher == 9) {
+            ++victim_msgs;
+            return;
+        }
+        if (t.counter != next[t.publisher]) ++bad;
+        next[t.publisher] = t.counter + 1;
+    };
+    EXPECT_TRUE(poll_until(**sub, handler, [&] { return next[0] == kMessages && next[1] == kMessages; }));
+    for (pid_t pid : survivors) EXPECT_EQ(test::wait_child(pid, 30), ChildResult::ok());
+    EXPECT_EQ(bad, 0u);
+    EXPECT_EQ(victim_msgs, 1000u) << "the victim's committed messages are delivered, its unfinished one never";
+
+    // The sweep frees the dead publisher's slot and removes its file; the subscriber drops its image.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_GE(hub.do_work(), 1);
+    (*sub)->poll(handler, 10);
+    EXPECT_EQ((*sub)->image_count(), 0);
+    EXPECT_EQ(root.count_files("pub-"), 0u) << "stale publisher logs were not cleaned up";
+}
+
+TEST(IpcBus, LateSubscriberSeesOnlyLaterMessages) {
+    BusRoot root;
+    const std::string channel = "ipc:late";
+    TransportHub hub(root.options());
+    auto early = hub.add_subscription(channel, kStream);
+    ASSERT_TRUE(early.ok());
+    test::Barrier first_batch(1), late_joined(1);
+    pid_t pub = test::fork_child([&] {
+        TransportHub h(root.options());
+        auto p = h.add_publication(channel, kStream);
+        if (!p) return test::child_fail(p.error().message());
+        for (uint64_t i = 0; i < 100; ++i) (void)(*p)->offer(TestMessage::make(0, i, 32));
+        first_batch.arrive();
+        late_joined.wait(20);
+        for (uint64_t i = 100; i < 200; ++i) (void)(*p)->offer(TestMessage::make(0, i, 32));
+        return 0;
+    });
+    ASSERT_TRUE(first_batch.wait(20));
+    auto late = hub.add_subscription(channel, kStream);
+    ASSERT_TRUE(late.ok());
+    late_joined.arrive();
+    EXPECT_EQ(test::wait_child(pub, 20), ChildResult::ok());
+    std::vector<uint64_t> seen_early, seen_late;
+    auto collect = [](std::vector<uint64_t>& v) {
+        return [&v](std::span<const uint8_t> m, const MessageInfo&) {
+            TestMessage t;
+            if (TestMessage::parse(m, t)) v.push_back(t.counter);
+        };
+    };
+    auto he = collect(seen_early);
+    auto hl = collect(seen_late);
+    poll_until(**early, he, [&] { return seen_early.size() == 200; }, 5);
+    poll_until(**late, hl, [&] { return seen_late.size() == 100; }, 5);
+    ASSERT_EQ(seen_early.size(), 200u);
+    ASSERT_EQ(seen_late.size(), 100u);
+    EXPECT_EQ(seen_late.front(), 100u);
+    EXPECT_EQ(seen_late.back(), 199u);
+}
+
+TEST(IpcBus, PublisherStartedAfterTheSubscriberIsReadFromItsFirstMessage) {
+    BusRoot root;
+    TransportHub hub(root.options());
+    auto sub = hub.add_subscription("ipc:fresh", kStream);
+    ASSERT_TRUE(sub.ok());
+    const int64_t before = monotonic_ns();
+    pid_t pub = test::fork_child([&] {
+        TransportHub h(root.options());
+        auto p = h.add_publication("ipc:fresh", kStream);
+        if (!p) return test::child_fail(p.error().message());
+        for (uint64_t i = 0; i < 50; ++i) (void)(*p)->offer(TestMessage::make(0, i, 32));
+        return 0;  // exits (publication closed) before the subscriber even looks
+    });
+    EXPECT_EQ(test::wait_child(pub, 20), ChildResult::ok());
+    std::vector<uint64_t> seen;
+    int64_t join = 0;
+    auto h = [&](std::span<const uint8_t> m, const MessageInfo& info) {
+        TestMessage t;
+        if (TestMessage::parse(m, t)) seen.push_back(t.counter);
+        join = info.join_time_ns;
+    };
+    poll_until(**sub, h, [&] { return seen.size() == 50; }, 5);
+    ASSERT_EQ(seen.size(), 50u);
+    EXPECT_EQ(seen.front(), 0u);
+    EXPECT_GE(join, before) << "join time is when the publisher's stream became available";
+}
+
+TEST(IpcBus, OversizeMessageIsRefusedWithItsCode) {
+    BusRoot root;
+    TransportHub hub(root.options());
+    auto sub = hub.add_subscription("ipc:big?term-length=1m", kStream);
+    auto pub = hub.add_publication("ipc:big?term-length=1m", kStream);
+    ASSERT_TRUE(sub.ok() && pub.ok());
+    const std::size_t max = (*pub)->max_message_length();
+    EXPECT_GE(max, std::size_t{64 * 1024 + 64}) << "metadata chunks of 64 KiB + headers must fit";
+    std::vector<uint8_t> big(max + 1, 1);
+    EXPECT_EQ((*pub)->offer(big).status(), OfferStatus::message_too_large);
+    big.resize(max);
+    EXPECT_TRUE((*pub)->offer(big).ok());
+    std::size_t got = 0;
+    auto h = [&](std::span<const uint8_t> m, const MessageInfo&) { got = m.size(); };
+    poll_until(**sub, h, [&] { return got != 0; }, 5);
+    EXPECT_EQ(got, max) << "a maximal message arrives whole";
+}
+
+TEST(IpcBus, NotConnectedUntilASubscriberAttaches) {
+    BusRoot root;
+    TransportHub hub(root.options());
+    auto pub = hub.add_publication("ipc:nc", kStream);
+    ASSERT_TRUE(pub.ok());
+    EXPECT_FALSE((*pub)->is_connected());
+    EXPECT_EQ((*pub)->offer(TestMessage::make(0, 0, 8)).status(), OfferStatus::not_connected);
+    auto sub = hub.add_subscription("ipc:nc", kStream);
+    ASSERT_TRUE(sub.ok());
+    EXPECT_TRUE((*pub)->is_connected());
+    EXPECT_TRUE((*pub)->offer(TestMessage::make(0, 0, 8)).ok());
+}
+
+TEST(IpcBus, ClaimCommitDeliversAndAbortDeliversNothing) {
+    BusRoot root;
+    TransportHub hub(root.options());
+    auto sub = hub.add_subscription("ipc:claim", kStream);
+    auto pub = hub.add_publication("ipc:claim", kStream);
+    ASSERT_TRUE(sub.ok() && pub.ok());
+    {
+        BufferClaim c;
+        ASSERT_TRUE((*pub)->try_claim(100, c).ok());
+        std::memset(c.data(), 'a', c.length());
+        c.abort();
+    }
+    {
+        BufferClaim c;
+        ASSERT_TRUE((*pub)->try_claim(10, c).ok());
+        std::memcpy(c.data(), "0123456789", 10);
+        c.commit();
+    }
+    {
+        BufferClaim c;  // destroyed without commit: aborted
+        ASSERT_TRUE((*pub)->try_claim(10, c).ok());
+    }
+    EXPECT_TRUE((*pub)->offer(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("xyz"), 3)).ok());
+    std::vector<std::string> got;
+    auto h = [&](std::span<const uint8_t> m, const MessageInfo&) {
+        got.emplace_back(reinterpret_cast<const char*>(m.data()), m.size());
+    };
+    poll_until(**sub, h, [&] { return got.size() == 2; }, 5);
+    EXPECT_EQ(got, (std::vector<std::string>{"0123456789", "xyz"}));
+    EXPECT_EQ((*sub)->lost_messages(), 0u) << "aborted claims consume no sequence number";
+}
+
+}  // namespace
+}  // namespace tensorpool::transport
