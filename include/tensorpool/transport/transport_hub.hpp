@@ -21,6 +21,8 @@ struct TransportOptions {
     std::string ipc_root;
     // ipc: bytes of each publisher's ring (a power of two, at least 1 MiB); `term-length` in a channel overrides.
     std::size_t ipc_term_bytes = std::size_t{8} << 20;
+    // ipc: how long a closed or dead publisher's log stays readable for subscribers that have not drained it.
+    int ipc_linger_ms = 5000;
     // aeron: the media driver's directory; empty means Aeron's default (or the embedded driver's own).
     std::string aeron_dir;
     // aeron: start a media driver inside this process.
