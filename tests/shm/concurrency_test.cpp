@@ -43,11 +43,12 @@ namespace {
 #ifdef TP_UNDER_ASAN
 constexpr std::uint64_t kValidatedReads = 1'000'000;
 constexpr std::uint64_t kMinRejected = 100;
+constexpr std::uint64_t kControlReads = 500'000;
 #else
 constexpr std::uint64_t kValidatedReads = 10'000'000;
 constexpr std::uint64_t kMinRejected = 1'000;
-#endif
 constexpr std::uint64_t kControlReads = 2'000'000;
+#endif
 constexpr auto kValidatedDeadline = std::chrono::seconds(50);
 constexpr auto kControlDeadline = std::chrono::seconds(10);
 

@@ -1,6 +1,7 @@
 // Creating, mapping and validating region files: WIRE_SPEC §2, §7.2, §7.4, §7.5; W-6-1, W-7-*, W-8-20, W-9-1,
 // W-15.1-1, W-15.21a-3/18/19, W-15.22-13, A-15, A-16, A-33.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -210,7 +211,9 @@ TEST(RegionReader, ReadOnlyMappingFaultsOnWrite) {
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
-        // A consumer bug that writes through its view must fault, not corrupt the producer's region.
+        // A consumer bug that writes through its view must fault, not corrupt the producer's region. Restore
+        // the default action first: sanitizers install their own SIGSEGV handler, which would exit instead.
+        ::signal(SIGSEGV, SIG_DFL);
         auto* p = const_cast<volatile std::byte*>(r->data() + 64);
         *p = std::byte{1};
         ::_exit(0);
