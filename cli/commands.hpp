@@ -9,5 +9,7 @@ namespace tensorpool::cli {
 void add_decode_command(CLI::App& app, int& exit_code);
 // Registers `tensorpool inspect`.
 void add_inspect_command(CLI::App& app, int& exit_code);
+// Registers `tensorpool bench` and its scenarios.
+void add_bench_command(CLI::App& app, int& exit_code);
 
 }  // namespace tensorpool::cli
