@@ -28,6 +28,20 @@ TEST(Seqlock, W_8_26_ZeroedSlotReadsAsSeqZeroInProgress) {
     EXPECT_EQ(t.begin_any(slot.bytes), ReadBegin::not_committed);
 }
 
+TEST(Seqlock, W_8_31_AnUnbegunTicketIsNeverValid) {
+    FakeSlot slot;
+    ReadTicket t;
+    EXPECT_FALSE(t.still_valid());
+    ASSERT_EQ(t.begin(slot.bytes, 3), ReadBegin::not_committed);
+    EXPECT_FALSE(t.still_valid());
+    seqlock_begin_write(slot.bytes, 3);
+    seqlock_commit(slot.bytes, 3);
+    ASSERT_EQ(t.begin(slot.bytes, 3), ReadBegin::ok);
+    EXPECT_TRUE(t.still_valid());
+    ASSERT_EQ(t.begin(slot.bytes, 4), ReadBegin::stale);
+    EXPECT_FALSE(t.still_valid());  // a refused begin() ends the previous read
+}
+
 TEST(Seqlock, W_8_23_BeginWriteMarksInProgress) {
     FakeSlot slot;
     seqlock_begin_write(slot.bytes, 5);

@@ -87,11 +87,21 @@ class ReadTicket {
 public:
     // The consumer's entry point. Takes the first commit load (acquire); if it shows `seq` committed, copies slot
     // bytes 8..255 with relaxed atomic loads (W-8-26, W-8-9). Anything else returns without copying.
+    // A refused begin() also ends the previous read: still_valid() is then false until the next success.
     ReadBegin begin(const std::byte* slot, std::uint64_t seq) noexcept {
         const std::uint64_t c1 = seqlock_detail::word(slot).load(std::memory_order_acquire);
-        if ((c1 & 1u) == 0) return ReadBegin::not_committed;
-        if ((c1 >> 1) < seq) return ReadBegin::stale;
-        if ((c1 >> 1) > seq) return ReadBegin::overwritten;
+        ReadBegin r = ReadBegin::ok;
+        if ((c1 & 1u) == 0) {
+            r = ReadBegin::not_committed;
+        } else if ((c1 >> 1) < seq) {
+            r = ReadBegin::stale;
+        } else if ((c1 >> 1) > seq) {
+            r = ReadBegin::overwritten;
+        }
+        if (r != ReadBegin::ok) {
+            slot_ = nullptr;
+            return r;
+        }
         copy(slot, c1);
         return ReadBegin::ok;
     }
@@ -99,7 +109,10 @@ public:
     // As begin(), but accepts whatever seq is committed (tools such as `tensorpool inspect`).
     ReadBegin begin_any(const std::byte* slot) noexcept {
         const std::uint64_t c1 = seqlock_detail::word(slot).load(std::memory_order_acquire);
-        if ((c1 & 1u) == 0) return ReadBegin::not_committed;
+        if ((c1 & 1u) == 0) {
+            slot_ = nullptr;
+            return ReadBegin::not_committed;
+        }
         copy(slot, c1);
         return ReadBegin::ok;
     }
@@ -110,8 +123,9 @@ public:
     std::uint64_t seq() const noexcept { return c1_ >> 1; }
 
     // W-8-27 / W-8-31: call after the application has read the payload in place. True proves that nothing it
-    // read (header copy or payload) was torn by a concurrent overwrite.
+    // read (header copy or payload) was torn by a concurrent overwrite. False for a ticket never begun.
     bool still_valid() const noexcept {
+        if (slot_ == nullptr) return false;
         std::atomic_thread_fence(std::memory_order_acquire);  // payload loads above stay above the reload
         return seqlock_detail::word(slot_).load(std::memory_order_acquire) == c1_;
     }
