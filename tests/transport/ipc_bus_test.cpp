@@ -134,8 +134,7 @@ TEST(IpcBus, LappedSubscriberSkipsAheadCountsTheLossAndNeverSeesATornMessage) {
         (*sub)->poll(handler, 10);
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    while ((*sub)->poll(handler, 1000) > 0) {
-    }
+    poll_until(**sub, handler, [&] { return last == kMessages - 1; }, 10);
     EXPECT_EQ(test::wait_child(writer, 60), ChildResult::ok());
     EXPECT_EQ(corrupt, 0u) << "a torn or half-written message was delivered";
     EXPECT_EQ(backwards, 0u);

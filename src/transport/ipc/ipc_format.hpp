@@ -68,7 +68,8 @@ struct LogHeader {
     // position & (term_bytes - 1).
     uint64_t tail_intent;       // where the record being written will end (stored before writing it)
     uint64_t tail;              // end of the last complete record (stored with release after writing it)
-    uint8_t reserved1[48];
+    uint64_t last_record;       // start of the last complete record: where a lapped reader resumes
+    uint8_t reserved1[40];
 };
 
 inline constexpr std::size_t kLogHeaderBytes = sizeof(LogHeader);

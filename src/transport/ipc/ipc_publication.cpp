@@ -71,6 +71,7 @@ IpcPublication::IpcPublication(std::shared_ptr<IpcStream> stream, std::string ch
     ring_ = base + kLogHeaderBytes;
     tail_intent_ = &h->tail_intent;
     tail_ = &h->tail;
+    last_record_ = &h->last_record;
 }
 
 IpcPublication::~IpcPublication() {
@@ -93,11 +94,13 @@ std::size_t IpcPublication::begin_record(std::size_t record) noexcept {
         write_header(ring_ + index, static_cast<uint32_t>(pad - kRecordHeaderBytes), kRecordPadding, 0);
         index = 0;
     }
+    record_start_ = position_ + pad;
     return index;
 }
 
 void IpcPublication::end_record() noexcept {
     position_ = pending_;
+    std::atomic_ref<uint64_t>(*last_record_).store(record_start_, std::memory_order_relaxed);
     std::atomic_ref<uint64_t>(*tail_).store(position_, std::memory_order_release);
 }
 

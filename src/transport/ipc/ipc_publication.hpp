@@ -54,10 +54,12 @@ private:
     uint8_t* ring_;
     uint64_t* tail_intent_;
     uint64_t* tail_;
+    uint64_t* last_record_;
     std::size_t term_bytes_;
     std::size_t max_message_;
     uint64_t position_ = 0;   // our copy of tail
     uint64_t pending_ = 0;    // end of the record being written (tail_intent)
+    uint64_t record_start_ = 0;  // start of the record being written (after any padding)
     uint64_t next_seq_ = 0;
     bool claim_open_ = false;
 };

@@ -49,9 +49,11 @@ void IpcSubscription::rescan(bool initial) noexcept {
     for (uint32_t i = 0; i < kPublisherSlots; ++i) {
         PublisherSlot& s = stream_->publisher(i);
         const uint32_t state = slot_state(s.state).load(std::memory_order_acquire);
+        if (state == kSlotFree) drained_session_[i] = 0;
         // A publisher that was already closing when we joined wrote nothing after our join.
         if (state != kSlotActive && (state != kSlotClosing || initial)) continue;
         const int32_t session = std::atomic_ref<int32_t>(s.session_id).load(std::memory_order_relaxed);
+        if (drained_session_[i] == session) continue;  // read to its end already
         bool known = false;
         for (const Image& im : images_) known = known || (im.slot == i && im.session_id == session);
         if (known || images_.size() == images_.capacity()) continue;
@@ -70,6 +72,7 @@ void IpcSubscription::rescan(bool initial) noexcept {
         im.ring = base + kLogHeaderBytes;
         im.tail = &h->tail;
         im.tail_intent = &h->tail_intent;
+        im.last_record = &h->last_record;
         im.term_bytes = static_cast<std::size_t>(term);
         im.max_message = max_message_bytes(im.term_bytes);
         im.session_id = session;
@@ -91,18 +94,32 @@ void IpcSubscription::rescan(bool initial) noexcept {
 }
 
 void IpcSubscription::resync(Image& im) noexcept {
+    // Resume at the newest complete record (the freshest data is what a lapped reader wants), or at the tail
+    // when the writer is between records. The copy-and-validate step still guards what is read from there.
     const uint64_t tail = load_acquire(im.tail);
-    if (tail > im.cursor) lost_bytes_ += tail - im.cursor;
-    im.cursor = tail;
+    const uint64_t newest = load_acquire(im.last_record);
+    const uint64_t target = newest < tail && tail - newest <= im.term_bytes && newest > im.cursor ? newest : tail;
+    if (target > im.cursor) lost_bytes_ += target - im.cursor;
+    im.cursor = target;
     // next_seq stays: the first record read after the jump tells exactly how many messages were skipped.
 }
 
 int IpcSubscription::poll_image(Image& im, MessageHandler& handler, int limit) noexcept {
+    // After skipping ahead once, read from the new position in the same call, so that a poll returning 0 means
+    // there is nothing to read now. A second lap in one call (a writer far faster than us) ends the call.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (const int n = poll_image_once(im, handler, limit); n >= 0) return n;
+    }
+    return 0;
+}
+
+// Returns the number delivered, or -1 when it had to skip ahead (lapped) and delivered nothing.
+int IpcSubscription::poll_image_once(Image& im, MessageHandler& handler, int limit) noexcept {
     const uint64_t tail = load_acquire(im.tail);
     if (tail == im.cursor) return 0;
     if (tail < im.cursor || tail - im.cursor > im.term_bytes) {
         resync(im);  // lapped (or a foreign writer moved the tail backwards)
-        return 0;
+        return -1;
     }
     const std::size_t mask = im.term_bytes - 1;
     const std::size_t index = static_cast<std::size_t>(im.cursor) & mask;
@@ -122,7 +139,7 @@ int IpcSubscription::poll_image(Image& im, MessageHandler& handler, int limit) n
     std::atomic_thread_fence(std::memory_order_acquire);
     if (load_relaxed(im.tail_intent) - im.cursor > im.term_bytes) {
         resync(im);  // overwritten while we copied: nothing of this batch is trusted
-        return 0;
+        return -1;
     }
     std::size_t off = 0;
     int delivered = 0;
@@ -170,6 +187,7 @@ int IpcSubscription::poll(MessageHandler handler, int message_limit) noexcept {
     for (std::size_t i = 0; i < images_.size();) {
         Image& im = images_[i];
         if (im.retiring && load_acquire(im.tail) == im.cursor) {
+            drained_session_[im.slot] = im.session_id;
             images_[i] = std::move(images_.back());
             images_.pop_back();
         } else {

@@ -13,6 +13,7 @@
 // files opened and mapped, so steady-state polling makes no system call and allocates nothing.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,7 @@ private:
         const uint8_t* ring = nullptr;
         uint64_t* tail = nullptr;
         uint64_t* tail_intent = nullptr;
+        uint64_t* last_record = nullptr;
         std::size_t term_bytes = 0;
         std::size_t max_message = 0;
         int32_t session_id = 0;
@@ -63,6 +65,7 @@ private:
 
     void rescan(bool initial) noexcept;
     int poll_image(Image& image, MessageHandler& handler, int limit) noexcept;
+    int poll_image_once(Image& image, MessageHandler& handler, int limit) noexcept;
     void resync(Image& image) noexcept;
 
     std::shared_ptr<IpcStream> stream_;
@@ -72,6 +75,9 @@ private:
     int64_t join_time_ns_;
     uint64_t seen_generation_ = 0;
     std::vector<Image> images_;
+    // Per publisher slot: the session whose image we drained and dropped while its slot was still closing, so
+    // that a later rescan does not read that log a second time.
+    std::array<int32_t, kPublisherSlots> drained_session_{};
     std::vector<uint8_t> scratch_;
     std::size_t next_image_ = 0;
     uint64_t lost_messages_ = 0;
