@@ -1,0 +1,162 @@
+// The consumer: maps a producer's regions from its announces and reads frames in place (WIRE_SPEC §3.3, §3.4,
+// §6.2, W-8-*, W-10.*, W-11-*, W-15.*).
+//
+// An agent: call do_work(now) for announces, Hello and QoS; call poll_frames(handler, limit) to receive frames.
+// Each frame is handed over as a FrameView over the producer's memory: read what you need, then call
+// still_valid() — only a true answer proves the bytes you read were not being overwritten (W-8-31). copy_to()
+// copies and validates in one step. Receiving allocates nothing, takes no lock and makes no system call.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tensorpool/client/channels.hpp"
+#include "tensorpool/common/function_ref.hpp"
+#include "tensorpool/common/result.hpp"
+#include "tensorpool/shm/allowed_dirs.hpp"
+#include "tensorpool/shm/region_reader.hpp"
+#include "tensorpool/shm/seqlock.hpp"
+#include "tensorpool/shm/slot_image.hpp"
+#include "tensorpool/transport/transport_hub.hpp"
+
+namespace tensorpool::client {
+
+struct ConsumerConfig {
+    uint32_t stream_id = 10000;
+    uint32_t consumer_id = 0;                     // 0: a random id (W-10.1.2-10)
+    std::vector<std::string> allowed_dirs = {"/dev/shm"};  // regions outside are refused (W-15.21a-14)
+    Channels channels;
+    int64_t hello_period_ns = 1'000'000'000;
+    int64_t qos_period_ns = 1'000'000'000;
+    int64_t announce_period_ns = 1'000'000'000;   // the producer's; freshness window = 3x (W-10.1.1-8)
+    int64_t liveness_timeout_ns = 5'000'000'000;  // activity_timestamp older than this: producer dead (W-7-4)
+    uint32_t max_outstanding_seq_gap = 256;       // W-15.4-4
+    uint32_t expected_layout_version = 1;
+};
+
+enum class MappingState : uint8_t { unmapped, mapped, fallback };
+
+struct ConsumerStats {
+    uint64_t frames_accepted = 0;   // handed to the handler
+    uint64_t drops_gap = 0;         // seqs never seen in the descriptor stream (§15.4)
+    uint64_t drops_late = 0;        // seqlock / stale-reuse failures, including still_valid() == false
+    uint64_t drops_invalid = 0;     // headers that broke a W-8 rule (not counted as gap or late, A-18)
+    uint64_t drops_unmapped = 0;    // descriptors while unmapped or for another epoch
+    uint64_t torn_detected = 0;     // still_valid() returned false after the handler read the payload
+    uint64_t resyncs = 0;           // gaps larger than max_outstanding_seq_gap
+    uint64_t announces_accepted = 0;
+    uint64_t announces_ignored = 0; // stale, older epoch, before join time, other stream
+    uint64_t mappings = 0;          // successful maps (first map and remaps)
+    uint64_t mapping_failures = 0;
+    uint64_t last_seq = 0;
+};
+
+class Consumer;
+
+// One frame, read in place. Valid only inside the poll_frames() handler.
+class FrameView {
+public:
+    uint64_t seq() const noexcept { return seq_; }
+    uint64_t epoch() const noexcept { return epoch_; }
+    shm::Dtype dtype() const noexcept { return contents_->tensor.dtype; }
+    shm::MajorOrder major_order() const noexcept { return contents_->tensor.major_order; }
+    uint8_t ndims() const noexcept { return contents_->tensor.ndims; }
+    std::span<const int32_t> dims() const noexcept { return {contents_->tensor.dims.data(), ndims()}; }
+    // Byte strides with zero (inferred) strides resolved.
+    std::span<const int64_t> strides() const noexcept { return {contents_->resolved_strides.data(), ndims()}; }
+    uint32_t element_bytes() const noexcept { return contents_->element_bytes; }
+    // The payload in the producer's pool, read-only. Read it, then call still_valid().
+    std::span<const std::byte> payload() const noexcept { return payload_; }
+    uint64_t capture_timestamp_ns() const noexcept { return contents_->timestamp_ns; }
+    std::optional<uint64_t> publish_timestamp_ns() const noexcept { return publish_ts_; }
+    uint32_t meta_version() const noexcept { return contents_->meta_version; }
+    uint64_t trace_id() const noexcept { return trace_id_; }
+    uint16_t pool_id() const noexcept { return contents_->pool_id; }
+
+    // True if the slot still holds this frame, so everything read from payload() so far is untorn (W-8-27).
+    bool still_valid() const noexcept;
+    // Copies the payload into `out` (at least payload().size() bytes) and validates the copy.
+    Status copy_to(std::span<std::byte> out) const noexcept;
+
+private:
+    friend class Consumer;
+    const shm::ReadTicket* ticket_ = nullptr;
+    const shm::SlotContents* contents_ = nullptr;
+    std::span<const std::byte> payload_;
+    uint64_t seq_ = 0;
+    uint64_t epoch_ = 0;
+    std::optional<uint64_t> publish_ts_;
+    uint64_t trace_id_ = 0;
+    ConsumerStats* stats_ = nullptr;
+};
+
+using FrameHandler = FunctionRef<void(const FrameView& frame)>;
+
+class Consumer {
+public:
+    static Result<std::unique_ptr<Consumer>> create(transport::TransportHub& hub, ConsumerConfig config);
+    ~Consumer();
+    Consumer(const Consumer&) = delete;
+    Consumer& operator=(const Consumer&) = delete;
+
+    // Announces (mapping state machine), Hello and QoS cadence, producer liveness.
+    int do_work(int64_t now_ns);
+    // Reads descriptors and hands each accepted frame to `handler`; returns how many descriptors were handled.
+    int poll_frames(FrameHandler handler, int limit);
+
+    MappingState state() const noexcept { return state_; }
+    uint64_t mapped_epoch() const noexcept { return epoch_; }
+    uint32_t consumer_id() const noexcept { return config_.consumer_id; }
+    const ConsumerStats& stats() const noexcept { return stats_; }
+    // Why the last announce could not be mapped (empty if it could).
+    const std::string& last_mapping_error() const noexcept { return last_error_; }
+
+private:
+    struct MappedPool {
+        shm::MappedRegion region;
+        shm::PayloadPoolView view;
+    };
+
+    Consumer(transport::TransportHub& hub, ConsumerConfig config, shm::AllowedDirs allowed);
+    Status open(int64_t now_ns);
+    void on_announce(std::span<const uint8_t> message, const transport::MessageInfo& info, int64_t now_ns);
+    void unmap(const char* why);
+    void check_liveness(int64_t now_ns);
+    void send_hello();
+    void send_qos();
+    void on_descriptor(std::span<const uint8_t> message, FrameHandler& handler);
+
+    transport::TransportHub& hub_;
+    ConsumerConfig config_;
+    shm::AllowedDirs allowed_;
+    std::unique_ptr<transport::Subscription> announce_sub_;
+    std::unique_ptr<transport::Subscription> descriptor_sub_;
+    std::unique_ptr<transport::Subscription> control_sub_;
+    std::unique_ptr<transport::Publication> control_pub_;
+    std::unique_ptr<transport::Publication> qos_pub_;
+
+    MappingState state_ = MappingState::unmapped;
+    uint64_t epoch_ = 0;
+    uint64_t highest_epoch_ = 0;  // W-10.1.1-7
+    std::optional<shm::MappedRegion> ring_region_;
+    shm::HeaderRingView ring_;
+    std::vector<MappedPool> pools_;
+    std::vector<shm::PoolInfo> pool_infos_;
+    shm::Superblock ring_at_map_;
+    bool have_last_seq_ = false;
+    int64_t next_hello_ns_ = 0;
+    int64_t next_qos_ns_ = 0;
+    int64_t next_liveness_ns_ = 0;
+    ConsumerStats stats_;
+    std::string last_error_;
+    // Reused for every frame: the seqlock ticket and the decoded header live here, not on the heap.
+    shm::ReadTicket ticket_;
+    shm::SlotContents contents_;
+};
+
+}  // namespace tensorpool::client

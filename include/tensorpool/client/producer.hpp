@@ -1,0 +1,173 @@
+// The producer: owns the SHM regions of one stream in the driver-less mode, writes frames into them and tells
+// consumers about them over the transport (WIRE_SPEC §3.2, W-5-*, W-8-*, W-9-*, W-10.*, W-15.*).
+//
+// An agent: call do_work(now) from your loop (or a thread) for announces, QoS and consumer tracking; publish
+// frames with offer() (copy) or try_claim()/commit() (zero-copy, write straight into the payload slot). A frame
+// that no pool fits is dropped and counted, never blocks (W-9-4). Publishing allocates nothing, takes no lock
+// and makes no system call beyond the transport's own (none for `ipc`).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tensorpool/client/channels.hpp"
+#include "tensorpool/common/result.hpp"
+#include "tensorpool/shm/region_writer.hpp"
+#include "tensorpool/shm/slot_image.hpp"
+#include "tensorpool/transport/transport_hub.hpp"
+
+namespace tensorpool::client {
+
+using shm::TensorShape;
+
+struct PoolConfig {
+    uint16_t pool_id = 1;
+    uint32_t stride_bytes = 1 << 20;  // a non-zero multiple of 64
+};
+
+struct ProducerConfig {
+    uint32_t stream_id = 10000;
+    uint32_t producer_id = 1;
+    std::string shm_base_dir = "/dev/shm";
+    std::string ns = "default";             // <namespace> of the canonical layout (W-15.21a-6)
+    uint32_t header_nslots = 1024;          // power of two; every pool gets the same count (W-9-5)
+    std::vector<PoolConfig> pools = {PoolConfig{}};
+    Channels channels;
+    int64_t announce_period_ns = 1'000'000'000;  // ShmPoolAnnounce, activity timestamp (W-15.11-2)
+    int64_t qos_period_ns = 1'000'000'000;
+    int64_t consumer_stale_ns = 5'000'000'000;   // no Hello/QoS for this long: the consumer is gone (W-5-4)
+    uint64_t epoch = 0;                          // 0: CLOCK_REALTIME ns, which grows across restarts
+    shm::CreateOptions create;
+    bool remove_regions_on_close = true;         // unlink the epoch directory when the producer is destroyed
+};
+
+// Per-frame values besides the tensor layout.
+struct FrameOptions {
+    uint64_t capture_timestamp_ns = 0;   // SlotHeader.timestampNs (W-10.2.1-4); 0: now (CLOCK_MONOTONIC)
+    uint32_t meta_version = 0;
+    uint64_t trace_id = 0;               // FrameDescriptor.traceId: 0 = not traced
+    bool publish_timestamp = true;       // FrameDescriptor.timestampNs = publish time (for latency)
+};
+
+enum class PublishOutcome : uint8_t {
+    published,        // committed in SHM and the descriptor was sent
+    no_subscriber,    // committed in SHM; nobody listens on the descriptor stream
+    descriptor_lost,  // committed in SHM; the transport refused the descriptor (back pressure): consumers see a gap
+    no_pool_fits,     // dropped before using a seq (W-9-4, A-27)
+    invalid,          // the tensor description cannot be encoded; nothing written
+};
+
+struct PublishResult {
+    PublishOutcome outcome;
+    uint64_t seq = 0;
+    bool committed() const noexcept { return outcome <= PublishOutcome::descriptor_lost; }
+};
+
+struct ProducerStats {
+    uint64_t frames_committed = 0;
+    uint64_t frames_no_pool = 0;
+    uint64_t descriptors_not_sent = 0;
+    uint64_t announces_sent = 0;
+    uint64_t consumers = 0;  // currently tracked (not stale)
+};
+
+class Producer;
+
+// Space for one frame claimed in its payload slot: write the payload into payload(), then commit() with its
+// layout, or abort(). The slot is IN-PROGRESS from try_claim() until then (W-8-23). Destroying an open claim
+// aborts it.
+class FrameClaim {
+public:
+    FrameClaim() = default;
+    FrameClaim(FrameClaim&& o) noexcept;
+    FrameClaim& operator=(FrameClaim&& o) noexcept;
+    FrameClaim(const FrameClaim&) = delete;
+    FrameClaim& operator=(const FrameClaim&) = delete;
+    ~FrameClaim() { abort(); }
+
+    std::span<std::byte> payload() const noexcept { return payload_; }
+    uint64_t seq() const noexcept { return seq_; }
+    bool active() const noexcept { return producer_ != nullptr; }
+    PublishResult commit(const TensorShape& shape, const FrameOptions& options = {}) noexcept;
+    void abort() noexcept;
+
+private:
+    friend class Producer;
+    Producer* producer_ = nullptr;
+    std::span<std::byte> payload_;
+    uint64_t seq_ = 0;
+    uint32_t pool_index_ = 0;
+};
+
+class Producer {
+public:
+    static Result<std::unique_ptr<Producer>> create(transport::TransportHub& hub, ProducerConfig config);
+    ~Producer();
+    Producer(const Producer&) = delete;
+    Producer& operator=(const Producer&) = delete;
+
+    // Announces, activity refresh, QoS, consumer tracking. Returns the amount of work done.
+    int do_work(int64_t now_ns);
+
+    // Copies `payload` into the smallest pool whose stride fits it and publishes the frame.
+    PublishResult offer(const TensorShape& shape, std::span<const std::byte> payload, const FrameOptions& options = {}) noexcept;
+    // Claims a payload slot of at least `length` bytes for a zero-copy write; on failure the claim is inactive
+    // and the result says why (no_pool_fits).
+    PublishResult try_claim(uint32_t length, FrameClaim& claim) noexcept;
+
+    uint32_t stream_id() const noexcept { return config_.stream_id; }
+    uint64_t epoch() const noexcept { return epoch_; }
+    uint64_t next_seq() const noexcept { return next_seq_; }
+    const ProducerStats& stats() const noexcept { return stats_; }
+    const std::string& header_region_uri() const noexcept { return header_uri_; }
+    const ProducerConfig& config() const noexcept { return config_; }
+
+private:
+    friend class FrameClaim;
+    struct Pool {
+        PoolConfig config;
+        shm::WritableRegion region;
+        std::string uri;
+    };
+    struct TrackedConsumer {
+        uint32_t consumer_id = 0;
+        int64_t last_seen_ns = 0;
+        bool supports_progress = false;
+    };
+
+    Producer(transport::TransportHub& hub, ProducerConfig config);
+    Status open(int64_t now_ns);
+    int pool_for(std::size_t length) const noexcept;
+    PublishResult finish_frame(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
+                               const FrameOptions& options) noexcept;
+    PublishResult send_descriptor(uint64_t seq, const FrameOptions& options) noexcept;
+    void send_announce(int64_t now_ns);
+    void send_qos();
+    int poll_control(int64_t now_ns);
+    void on_consumer_seen(uint32_t consumer_id, int64_t now_ns, bool supports_progress, bool is_hello);
+
+    transport::TransportHub& hub_;
+    ProducerConfig config_;
+    uint64_t epoch_ = 0;
+    uint64_t next_seq_ = 0;
+    std::string epoch_dir_;
+    shm::WritableRegion ring_;
+    std::string header_uri_;
+    std::vector<Pool> pools_;  // sorted by stride
+    std::unique_ptr<transport::Publication> descriptor_pub_;
+    std::unique_ptr<transport::Publication> announce_pub_;
+    std::unique_ptr<transport::Publication> control_pub_;
+    std::unique_ptr<transport::Publication> qos_pub_;
+    std::unique_ptr<transport::Subscription> control_sub_;
+    std::unique_ptr<transport::Subscription> qos_sub_;
+    std::vector<TrackedConsumer> consumers_;
+    int64_t next_announce_ns_ = 0;
+    int64_t next_qos_ns_ = 0;
+    bool claim_open_ = false;
+    ProducerStats stats_;
+};
+
+}  // namespace tensorpool::client

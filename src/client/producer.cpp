@@ -1,0 +1,319 @@
+#include "tensorpool/client/producer.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <utility>
+
+#include "tensorpool/common/clock.hpp"
+#include "tensorpool/shm/layout.hpp"
+#include "tensorpool/shm/region_uri.hpp"
+#include "tensorpool/shm/seqlock.hpp"
+#include "tensorpool/wire/gen/dispatch.hpp"
+
+namespace tensorpool::client {
+
+namespace wc = wire::control;
+
+namespace {
+
+constexpr std::size_t kDescriptorBytes = wire::MessageHeader::kSize + wc::FrameDescriptor::kBlockLength;
+
+std::span<const uint8_t> encoded(const uint8_t* buf, const Result<std::size_t>& n) {
+    return n.ok() ? std::span<const uint8_t>(buf, *n) : std::span<const uint8_t>();
+}
+
+}  // namespace
+
+// ---- FrameClaim -------------------------------------------------------------------------------------------
+
+FrameClaim::FrameClaim(FrameClaim&& o) noexcept
+    : producer_(std::exchange(o.producer_, nullptr)), payload_(o.payload_), seq_(o.seq_), pool_index_(o.pool_index_) {}
+
+FrameClaim& FrameClaim::operator=(FrameClaim&& o) noexcept {
+    if (this != &o) {
+        abort();
+        producer_ = std::exchange(o.producer_, nullptr);
+        payload_ = o.payload_;
+        seq_ = o.seq_;
+        pool_index_ = o.pool_index_;
+    }
+    return *this;
+}
+
+PublishResult FrameClaim::commit(const TensorShape& shape, const FrameOptions& options) noexcept {
+    if (producer_ == nullptr) return {PublishOutcome::invalid, seq_};
+    Producer* p = std::exchange(producer_, nullptr);
+    p->claim_open_ = false;
+    return p->finish_frame(pool_index_, seq_, static_cast<uint32_t>(payload_.size()), shape, options);
+}
+
+void FrameClaim::abort() noexcept {
+    // The slot stays IN-PROGRESS for this seq and no descriptor is sent; the next frame reuses the seq, so
+    // consumers see no gap (A-27 spirit: an unpublished frame uses up nothing).
+    if (producer_ != nullptr) std::exchange(producer_, nullptr)->claim_open_ = false;
+}
+
+// ---- Producer ---------------------------------------------------------------------------------------------
+
+Producer::Producer(transport::TransportHub& hub, ProducerConfig config) : hub_(hub), config_(std::move(config)) {}
+
+Producer::~Producer() {
+    if (config_.remove_regions_on_close && !epoch_dir_.empty()) {
+        std::error_code ec;
+        std::filesystem::remove_all(epoch_dir_, ec);
+    }
+}
+
+Result<std::unique_ptr<Producer>> Producer::create(transport::TransportHub& hub, ProducerConfig config) {
+    if (config.pools.empty()) return Error(Errc::invalid_argument, "producer: at least one payload pool is needed");
+    if (!shm::is_power_of_two(config.header_nslots)) {
+        return Error::format(Errc::invalid_argument, "producer: header_nslots %u is not a power of two (A-16)",
+                             config.header_nslots);
+    }
+    for (std::size_t i = 0; i < config.pools.size(); ++i) {
+        const auto& p = config.pools[i];
+        if (p.stride_bytes == 0 || p.stride_bytes % 64 != 0) {
+            return Error::format(Errc::invalid_argument, "producer: pool %u stride %u is not a non-zero multiple of 64 "
+                                 "(W-15.22-9)", unsigned{p.pool_id}, p.stride_bytes);
+        }
+        for (std::size_t j = 0; j < i; ++j) {
+            if (config.pools[j].pool_id == p.pool_id) {
+                return Error::format(Errc::invalid_argument, "producer: pool id %u appears twice", unsigned{p.pool_id});
+            }
+        }
+    }
+    std::unique_ptr<Producer> p(new Producer(hub, std::move(config)));
+    if (Status s = p->open(monotonic_ns()); !s) return s.error();
+    return p;
+}
+
+Status Producer::open(int64_t now_ns) {
+    epoch_ = config_.epoch != 0 ? config_.epoch : static_cast<uint64_t>(realtime_ns());
+    auto layout = shm::make_canonical_layout(config_.shm_base_dir, config_.ns, config_.stream_id, epoch_);
+    if (!layout) return layout.error();
+    auto dir = shm::create_epoch_directory(*layout, config_.create);
+    if (!dir) return dir.error();
+    epoch_dir_ = *dir;
+
+    const uint64_t start = static_cast<uint64_t>(now_ns);
+    auto sb = shm::Superblock::header_ring(config_.stream_id, epoch_, config_.header_nslots);
+    sb.start_timestamp_ns = start;
+    sb.activity_timestamp_ns = start;
+    auto ring = shm::create_region(layout->header_ring_path(), sb, config_.create);
+    if (!ring) return ring.error();
+    ring_ = std::move(*ring);
+    auto uri = shm::format_region_uri(shm::RegionUri{ring_.path(), false});
+    if (!uri) return uri.error();
+    header_uri_ = *uri;
+
+    std::vector<PoolConfig> sorted = config_.pools;
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.stride_bytes < b.stride_bytes; });
+    for (const auto& pc : sorted) {
+        auto psb = shm::Superblock::payload_pool(config_.stream_id, epoch_, pc.pool_id, config_.header_nslots,
+                                                 pc.stride_bytes);
+        psb.start_timestamp_ns = start;
+        psb.activity_timestamp_ns = start;
+        auto region = shm::create_region(layout->pool_path(pc.pool_id), psb, config_.create);
+        if (!region) return region.error();
+        auto puri = shm::format_region_uri(shm::RegionUri{region->path(), false});
+        if (!puri) return puri.error();
+        pools_.push_back(Pool{pc, std::move(*region), *puri});
+    }
+
+    // Regions are complete and fsync'ed (create_region): only now may they be announced (W-15.14-3).
+    const Channels& ch = config_.channels;
+    auto add_pub = [&](int32_t stream, std::unique_ptr<transport::Publication>& out) -> Status {
+        auto p = hub_.add_publication(ch.channel, stream);
+        if (!p) return p.error();
+        out = std::move(*p);
+        return {};
+    };
+    auto add_sub = [&](int32_t stream, std::unique_ptr<transport::Subscription>& out) -> Status {
+        auto s = hub_.add_subscription(ch.channel, stream);
+        if (!s) return s.error();
+        out = std::move(*s);
+        return {};
+    };
+    for (Status s : {add_pub(ch.descriptor_stream, descriptor_pub_), add_pub(ch.announce_stream, announce_pub_),
+                     add_pub(ch.control_stream, control_pub_), add_pub(ch.qos_stream, qos_pub_),
+                     add_sub(ch.control_stream, control_sub_), add_sub(ch.qos_stream, qos_sub_)}) {
+        if (!s) return s;
+    }
+    consumers_.reserve(64);
+    next_announce_ns_ = now_ns;
+    next_qos_ns_ = now_ns;
+    return {};
+}
+
+int Producer::pool_for(std::size_t length) const noexcept {
+    for (std::size_t i = 0; i < pools_.size(); ++i) {
+        if (pools_[i].config.stride_bytes >= length) return static_cast<int>(i);  // smallest fit (W-9-3)
+    }
+    return -1;
+}
+
+PublishResult Producer::offer(const TensorShape& shape, std::span<const std::byte> payload,
+                              const FrameOptions& options) noexcept {
+    if (claim_open_) return {PublishOutcome::invalid, next_seq_};
+    const int p = pool_for(payload.size());
+    if (p < 0 || payload.size() > UINT32_MAX) {
+        ++stats_.frames_no_pool;
+        return {PublishOutcome::no_pool_fits, next_seq_};
+    }
+    shm::FrameDescription f;
+    f.seq = next_seq_;
+    f.values_len_bytes = static_cast<uint32_t>(payload.size());
+    f.pool_id = pools_[p].config.pool_id;
+    f.timestamp_ns = options.capture_timestamp_ns != 0 ? options.capture_timestamp_ns : static_cast<uint64_t>(monotonic_ns());
+    f.meta_version = options.meta_version;
+    f.tensor = shape;
+    if (!shm::publish_frame(ring_, pools_[p].region, f, payload)) return {PublishOutcome::invalid, next_seq_};
+    ++next_seq_;
+    ++stats_.frames_committed;
+    return send_descriptor(f.seq, options);
+}
+
+PublishResult Producer::try_claim(uint32_t length, FrameClaim& claim) noexcept {
+    claim.abort();
+    if (claim_open_) return {PublishOutcome::invalid, next_seq_};
+    const int p = pool_for(length);
+    if (p < 0) {
+        ++stats_.frames_no_pool;
+        return {PublishOutcome::no_pool_fits, next_seq_};
+    }
+    const uint64_t seq = next_seq_;
+    const uint32_t index = shm::header_index(seq, config_.header_nslots);
+    shm::seqlock_begin_write(ring_.header_slot(index), seq);  // W-8-23: before any payload byte is written
+    claim.producer_ = this;
+    claim.payload_ = std::span<std::byte>(pools_[p].region.payload_slot(index), length);
+    claim.seq_ = seq;
+    claim.pool_index_ = static_cast<uint32_t>(p);
+    claim_open_ = true;
+    return {PublishOutcome::published, seq};
+}
+
+PublishResult Producer::finish_frame(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
+                                     const FrameOptions& options) noexcept {
+    shm::FrameDescription f;
+    f.seq = seq;
+    f.values_len_bytes = length;
+    f.pool_id = pools_[pool_index].config.pool_id;
+    f.timestamp_ns = options.capture_timestamp_ns != 0 ? options.capture_timestamp_ns : static_cast<uint64_t>(monotonic_ns());
+    f.meta_version = options.meta_version;
+    f.tensor = shape;
+    shm::SlotImage image;
+    if (!shm::encode_slot_image(f, config_.header_nslots, image)) return {PublishOutcome::invalid, seq};
+    std::byte* slot = ring_.header_slot(shm::header_index(seq, config_.header_nslots));
+    shm::seqlock_store_header(slot, image);  // W-8-24: every header field, every time
+    shm::seqlock_commit(slot, seq);          // W-8-25
+    ++next_seq_;
+    ++stats_.frames_committed;
+    return send_descriptor(seq, options);
+}
+
+PublishResult Producer::send_descriptor(uint64_t seq, const FrameOptions& options) noexcept {
+    // W-10.2.1-7: only after the commit above.
+    alignas(8) uint8_t buf[kDescriptorBytes];
+    wc::FrameDescriptor::Encoder e;
+    (void)e.wrap_and_apply_header(buf, sizeof buf);
+    e.streamId(config_.stream_id).epoch(epoch_).seq(seq).metaVersion(options.meta_version).traceId(options.trace_id);
+    e.timestampNs(options.publish_timestamp ? static_cast<uint64_t>(monotonic_ns())
+                                            : wc::FrameDescriptor::Encoder::timestampNsNullValue());
+    const auto n = e.finish();
+    const transport::OfferResult r = descriptor_pub_->offer(encoded(buf, n));
+    if (r.ok()) return {PublishOutcome::published, seq};
+    if (r.status() == transport::OfferStatus::not_connected) return {PublishOutcome::no_subscriber, seq};
+    ++stats_.descriptors_not_sent;
+    return {PublishOutcome::descriptor_lost, seq};
+}
+
+void Producer::send_announce(int64_t now_ns) {
+    for (auto& p : pools_) p.region.set_activity_timestamp(static_cast<uint64_t>(now_ns));  // W-7-3
+    ring_.set_activity_timestamp(static_cast<uint64_t>(now_ns));
+    std::vector<uint8_t> buf(1024 + 4 * 1024 * (pools_.size() + 1));
+    wc::ShmPoolAnnounce::Encoder e;
+    (void)e.wrap_and_apply_header(buf.data(), buf.size());
+    e.streamId(config_.stream_id).producerId(config_.producer_id).epoch(epoch_);
+    e.announceTimestampNs(static_cast<uint64_t>(now_ns)).announceClockDomain(wc::ClockDomain::MONOTONIC);
+    e.layoutVersion(shm::kLayoutVersion).headerNslots(config_.header_nslots).headerSlotBytes(256);
+    auto g = e.payloadPoolsCount(pools_.size());
+    for (const auto& p : pools_) {
+        g.next().poolId(p.config.pool_id).poolNslots(config_.header_nslots).strideBytes(p.config.stride_bytes).regionUri(p.uri);
+    }
+    e.headerRegionUri(header_uri_);
+    const auto n = e.finish();
+    if (n.ok() && announce_pub_->offer(std::span<const uint8_t>(buf.data(), *n)).ok()) ++stats_.announces_sent;
+}
+
+void Producer::send_qos() {
+    alignas(8) uint8_t buf[wire::MessageHeader::kSize + wc::QosProducer::kBlockLength];
+    wc::QosProducer::Encoder e;
+    (void)e.wrap_and_apply_header(buf, sizeof buf);
+    e.streamId(config_.stream_id).producerId(config_.producer_id).epoch(epoch_);
+    e.currentSeq(next_seq_ == 0 ? 0 : next_seq_ - 1).watermark(wc::QosProducer::Encoder::watermarkNullValue());
+    (void)qos_pub_->offer(encoded(buf, e.finish()));
+}
+
+void Producer::on_consumer_seen(uint32_t consumer_id, int64_t now_ns, bool supports_progress, bool is_hello) {
+    for (auto& c : consumers_) {
+        if (c.consumer_id == consumer_id) {
+            c.last_seen_ns = now_ns;
+            if (is_hello) c.supports_progress = supports_progress;
+            return;
+        }
+    }
+    if (consumers_.size() < 4096) consumers_.push_back(TrackedConsumer{consumer_id, now_ns, supports_progress});
+}
+
+int Producer::poll_control(int64_t now_ns) {
+    int work = 0;
+    auto on_message = [&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+        (void)wire::dispatch(m.data(), m.size(), [&](const auto& d) {
+            using D = std::decay_t<decltype(d)>;
+            if constexpr (std::is_same_v<D, wc::ConsumerHello::Decoder>) {
+                if (d.streamId() != config_.stream_id) return;
+                on_consumer_seen(d.consumerId(), now_ns, d.supportsProgress() == wc::Bool::TRUE, true);
+                // Per-consumer streams are not offered by this producer yet: every request, valid or half-filled,
+                // is declined with empty channels and stream id 0, and the consumer stays on the shared stream
+                // (W-5-9, W-10.1.2-4/-7, W-10.1.3-5).
+                const bool asked = !d.descriptorChannel().empty() || d.descriptorStreamId() != 0 ||
+                                   !d.controlChannel().empty() || d.controlStreamId() != 0;
+                if (asked) {
+                    uint8_t buf[wire::MessageHeader::kSize + wc::ConsumerConfig::kBlockLength + 3 * 4];
+                    wc::ConsumerConfig::Encoder e;
+                    (void)e.wrap_and_apply_header(buf, sizeof buf);
+                    e.streamId(config_.stream_id).consumerId(d.consumerId()).useShm(wc::Bool::TRUE).mode(d.mode());
+                    e.descriptorStreamId(0).controlStreamId(0);
+                    (void)control_pub_->offer(encoded(buf, e.finish()));
+                }
+            } else if constexpr (std::is_same_v<D, wc::QosConsumer::Decoder>) {
+                if (d.streamId() == config_.stream_id) on_consumer_seen(d.consumerId(), now_ns, false, false);
+            }
+        });
+        ++work;
+    };
+    control_sub_->poll(on_message, 64);
+    qos_sub_->poll(on_message, 64);
+    return work;
+}
+
+int Producer::do_work(int64_t now_ns) {
+    int work = poll_control(now_ns);
+    if (now_ns >= next_announce_ns_) {
+        send_announce(now_ns);
+        next_announce_ns_ = now_ns + config_.announce_period_ns;
+        ++work;
+    }
+    if (now_ns >= next_qos_ns_) {
+        send_qos();
+        next_qos_ns_ = now_ns + config_.qos_period_ns;
+        ++work;
+    }
+    // W-5-3 / W-5-4: a consumer heard from neither by Hello nor by QoS for the stale time is gone.
+    std::erase_if(consumers_, [&](const TrackedConsumer& c) { return now_ns - c.last_seen_ns > config_.consumer_stale_ns; });
+    stats_.consumers = consumers_.size();
+    work += hub_.do_work();
+    return work;
+}
+
+}  // namespace tensorpool::client
