@@ -9,6 +9,8 @@ namespace tensorpool::cli {
 void add_decode_command(CLI::App& app, int& exit_code);
 // Registers `tensorpool inspect`.
 void add_inspect_command(CLI::App& app, int& exit_code);
+// Registers `tensorpool demo` (the README's main job).
+void add_demo_command(CLI::App& app, int& exit_code);
 // Registers `tensorpool bench` and its scenarios.
 void add_bench_command(CLI::App& app, int& exit_code);
 
