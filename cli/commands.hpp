@@ -9,6 +9,8 @@ namespace tensorpool::cli {
 void add_decode_command(CLI::App& app, int& exit_code);
 // Registers `tensorpool inspect`.
 void add_inspect_command(CLI::App& app, int& exit_code);
+// Registers `tensorpool produce` and `tensorpool consume`.
+void add_produce_consume_commands(CLI::App& app, int& exit_code);
 // Registers `tensorpool demo` (the README's main job).
 void add_demo_command(CLI::App& app, int& exit_code);
 // Registers `tensorpool bench` and its scenarios.

@@ -7,6 +7,7 @@ int main(int argc, char** argv) {
     int exit_code = 0;
     tensorpool::cli::add_decode_command(app, exit_code);
     tensorpool::cli::add_inspect_command(app, exit_code);
+    tensorpool::cli::add_produce_consume_commands(app, exit_code);
     tensorpool::cli::add_demo_command(app, exit_code);
     tensorpool::cli::add_bench_command(app, exit_code);
     CLI11_PARSE(app, argc, argv);
