@@ -1,5 +1,5 @@
-// Process-wide counters of the aeron backend, for tests and diagnostics. Free of Aeron types, so code that does not
-// see Aeron's headers can include it.
+// Process-wide counters and test seams of the aeron backend. Free of Aeron types, so code that does not see Aeron's
+// headers (the tests) can include it.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,11 @@ uint64_t admin_action_retries() noexcept;
 // How many times poll() met a fragment of an image whose join time the conductor had not recorded yet, and left
 // it in the log to read on a later poll (see aeron_subscription.cpp).
 uint64_t join_time_deferrals() noexcept;
+
+// Test seam: makes the available-image handler wait this long (on the client conductor thread) before it records a
+// join time, widening the window in which poll() can meet an image whose join time is unknown. 0 (the default) in
+// production; read once per new image, never on the hot path.
+void set_join_record_delay_for_testing(uint32_t microseconds) noexcept;
 
 // The full version of the linked Aeron C library ("aeron version=1.47.3 commit=...").
 const char* linked_aeron_version() noexcept;

@@ -3,6 +3,7 @@
 // Threads: the Aeron client conductor runs on its own thread (started by the client), the embedded media driver
 // (when asked for) on one more. Neither ever calls into tensorpool code except the image handlers below, which
 // only write a subscription's JoinTable.
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <memory>
@@ -12,6 +13,7 @@
 
 #include "aeron_publication.hpp"
 #include "aeron_runtime.hpp"
+#include "aeron_stats.hpp"
 #include "aeron_subscription.hpp"
 #include "join_table.hpp"
 #include "tensorpool/common/clock.hpp"
@@ -22,7 +24,9 @@ namespace tensorpool::transport {
 namespace aeron_backend {
 namespace {
 
-// Thrown while waiting for the media driver's answer: the driver refused the channel (or the client is closed).
+std::atomic<uint32_t> g_join_record_delay_us{0};
+
+// An exception while waiting for the media driver's answer: the driver refused the channel.
 Error refusal(const char* what, const std::string& channel, int32_t stream_id, const std::exception& ex) {
     const std::string text = aeron_text(ex.what());
     if (text.find("existing publication has different") != std::string::npos) {
@@ -38,7 +42,7 @@ Error refusal(const char* what, const std::string& channel, int32_t stream_id, c
                          what, channel.c_str(), stream_id, text.c_str());
 }
 
-// Thrown before the command reached the driver (client closed, command queue full ...).
+// An exception before the command reached the driver (client closed, command queue full ...).
 Error failure(const char* what, const std::string& channel, int32_t stream_id, const std::exception& ex) {
     return Error::format(Errc::io, "aeron: %s channel='%s' stream=%d failed: %s", what, channel.c_str(), stream_id,
                          aeron_text(ex.what()).c_str());
@@ -52,7 +56,13 @@ Error timed_out(const char* what, const std::string& channel, int32_t stream_id,
                          last.c_str());
 }
 
-Status check_channel(const char* what, const std::string& channel, int32_t stream_id) {
+Status check_channel(const char* what, const std::string& channel, int32_t stream_id, AeronRuntime& rt) {
+    if (rt.client().isClosed()) {
+        const std::string last = rt.last_error();
+        return Error::format(Errc::state, "aeron: %s channel='%s' stream=%d: the Aeron client is closed (media driver in "
+                             "'%s' gone or timed out?)%s%s", what, channel.c_str(), stream_id, rt.dir().c_str(),
+                             last.empty() ? "" : ": ", last.c_str());
+    }
     if (channel.rfind("aeron:", 0) != 0) {
         return Error::format(Errc::invalid_argument,
                              "aeron: %s channel='%s' stream=%d: not an Aeron channel URI (expected 'aeron:ipc[?...]' "
@@ -69,7 +79,7 @@ public:
 
     Result<std::unique_ptr<Publication>> add_publication(const std::string& channel, int32_t stream_id) override {
         runtime_->reap_abandoned();
-        if (auto ok = check_channel("add_publication", channel, stream_id); !ok) return ok.error();
+        if (auto ok = check_channel("add_publication", channel, stream_id, *runtime_); !ok) return ok.error();
         aeron::Aeron& client = runtime_->client();
         aeron::AsyncAddPublication* pending = nullptr;
         try {
@@ -99,7 +109,7 @@ public:
 
     Result<std::unique_ptr<Subscription>> add_subscription(const std::string& channel, int32_t stream_id) override {
         runtime_->reap_abandoned();
-        if (auto ok = check_channel("add_subscription", channel, stream_id); !ok) return ok.error();
+        if (auto ok = check_channel("add_subscription", channel, stream_id, *runtime_); !ok) return ok.error();
         aeron::Aeron& client = runtime_->client();
         // The image handlers run on the client conductor thread: the join time is read first thing, then recorded
         // for poll() to read without a lock (see aeron_subscription.cpp). They hold the table by shared_ptr because
@@ -110,6 +120,9 @@ public:
         try {
             joins = std::make_shared<JoinTable>();
             aeron::on_available_image_t on_available = [joins](aeron::Image& image) noexcept {
+                if (const uint32_t us = g_join_record_delay_us.load(std::memory_order_relaxed); us != 0) {
+                    std::this_thread::sleep_for(std::chrono::microseconds(us));  // tests only
+                }
                 const int64_t now = monotonic_ns();
                 joins->add(image.correlationId(), now);
             };
@@ -155,6 +168,11 @@ private:
 };
 
 }  // namespace
+
+void set_join_record_delay_for_testing(uint32_t microseconds) noexcept {
+    g_join_record_delay_us.store(microseconds, std::memory_order_relaxed);
+}
+
 }  // namespace aeron_backend
 
 Result<std::unique_ptr<Transport>> make_aeron_transport(const TransportOptions& options) {
