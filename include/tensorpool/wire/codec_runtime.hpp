@@ -141,7 +141,9 @@ class EncoderState {
 public:
     static constexpr int kMaxDepth = 8;
 
-    EncoderState() noexcept { fail(Error(Errc::state, "encoder used before wrap")); }
+    // Unwrapped: every write is ignored and finish() reports the misuse. (No Error is built here: encoders are
+    // constructed per message on hot paths, and the message is only needed when something went wrong.)
+    EncoderState() noexcept : failed_(true), wrapped_(false) {}
 
     // Starts a message whose fixed block (block bytes) begins at offset `block_start` of buf.
     bool start(uint8_t* buf, std::size_t cap, std::size_t block_start, std::size_t block, const MemberSpec* members,
@@ -149,7 +151,7 @@ public:
         buf_ = buf;
         cap_ = buf == nullptr ? 0 : cap;
         failed_ = false;
-        err_ = Error();
+        wrapped_ = true;
         depth_ = 0;
         serial_ = 0;
         if (cap_ < block_start || cap_ - block_start < block) {
@@ -164,7 +166,10 @@ public:
     }
 
     bool failed() const noexcept { return failed_; }
-    const Error& error() const noexcept { return err_; }
+    const Error& error() const noexcept {
+        static const Error kNotWrapped(Errc::state, "encoder used before wrap");
+        return wrapped_ ? err_ : kNotWrapped;
+    }
     uint8_t* buffer() const noexcept { return buf_; }
     std::size_t position() const noexcept { return pos_; }
     int depth() const noexcept { return depth_; }
@@ -176,6 +181,7 @@ public:
             err_ = e;
         }
     }
+    bool wrapped() const noexcept { return wrapped_; }
 
     // Positions the level at (depth, serial) on member `index`, closing deeper levels and writing the
     // members skipped before it as empty. Returns false (and records why) on misuse.
@@ -266,7 +272,7 @@ public:
             Frame& root = stack_[0];
             while (!failed_ && root.next < root.member_count) write_empty(root.members[root.next++]);
         }
-        if (failed_) return err_;
+        if (failed_) return error();
         return pos_;
     }
 
@@ -322,10 +328,11 @@ private:
     std::size_t cap_ = 0;
     std::size_t pos_ = 0;
     bool failed_ = false;
-    Error err_;
+    bool wrapped_ = false;
+    Error err_;  // set only by fail(); meaningful only when failed_ after a wrap
     int depth_ = 0;
     uint32_t serial_ = 0;
-    Frame stack_[kMaxDepth]{};
+    Frame stack_[kMaxDepth];  // only frames up to depth_ are live; start() sets the root
 };
 
 }  // namespace tensorpool::wire::detail

@@ -1,0 +1,41 @@
+// `tensorpool bench frames`: a producer and K consumer processes moving N-byte frames over the embedded ipc
+// transport, as fast as possible or paced; compared with a bare memcpy loop over the same working set (N-byte
+// copies into nslots rotating destinations) measured in the same run.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensorpool/common/result.hpp"
+
+namespace tensorpool::bench {
+
+struct FramesBenchOptions {
+    std::size_t payload_bytes = 655360;
+    int consumers = 1;
+    double seconds = 3.0;
+    double rate_hz = 0;      // 0: as fast as possible
+    uint32_t nslots = 0;     // header ring / pool slots; 0: about 8 MiB of pool, between 8 and 4096 slots
+};
+
+struct FramesBenchResult {
+    std::size_t payload_bytes = 0;
+    uint32_t nslots = 0;
+    uint64_t published = 0;
+    uint64_t accepted = 0;       // over all consumers
+    double published_fps = 0;
+    double fps = 0;              // accepted frames per second of the slowest consumer
+    double bytes_per_s = 0;      // published_fps * payload_bytes (the producer's copy into shared memory)
+    double memcpy_bytes_per_s = 0;
+    double ratio_to_memcpy = 0;
+    int64_t latency_p50_ns = 0;  // publish (after commit) -> accepted by a consumer
+    int64_t latency_p99_ns = 0;
+    int64_t latency_p999_ns = 0;
+    uint64_t drops_gap = 0;
+    uint64_t drops_late = 0;
+    uint64_t torn_accepted = 0;
+};
+
+Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& options);
+
+}  // namespace tensorpool::bench
