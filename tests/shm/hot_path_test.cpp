@@ -6,39 +6,17 @@
 #include <cstdlib>
 #include <new>
 
+#include "support/allocation_counter.hpp"
 #include "shm_test_support.hpp"
 #include "tensorpool/shm/region_reader.hpp"
 #include "tensorpool/shm/region_writer.hpp"
 
-namespace {
-std::atomic<std::uint64_t> g_allocations{0};
-}  // namespace
-
-// Replacement allocation functions: malloc/free underneath, so every new pairs with its delete. GCC cannot see
-// that through the replacement and warns when it inlines one into gtest's code.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void* operator new(std::size_t n) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 using namespace tensorpool;
 using namespace tensorpool::shm;
 
 TEST(HotPath, PublishAndReceiveAllocateNothing) {
-    test::TempDir dir("/dev/shm");
+    shm::test::TempDir dir("/dev/shm");
     auto wring = create_region(dir / "header.ring", Superblock::header_ring(1, 1, 8));
     auto wpool = create_region(dir / "1.pool", Superblock::payload_pool(1, 1, 1, 8, 256));
     ASSERT_TRUE(wring.ok() && wpool.ok());
@@ -63,7 +41,7 @@ TEST(HotPath, PublishAndReceiveAllocateNothing) {
     std::uint64_t accepted = 0;
     std::uint64_t rejected = 0;
     std::uint64_t sum = 0;
-    const std::uint64_t before = g_allocations.load();
+    const std::uint64_t before = tensorpool::test::allocations();
     for (std::uint64_t seq = 1; seq <= 1000; ++seq) {
         f.seq = seq;
         payload[0] = static_cast<std::byte>(seq);
@@ -78,7 +56,7 @@ TEST(HotPath, PublishAndReceiveAllocateNothing) {
         const PoolInfo none[] = {{9, 64}};
         if (!validate_slot(t.header(), 0, none)) ++rejected;
     }
-    const std::uint64_t after = g_allocations.load();
+    const std::uint64_t after = tensorpool::test::allocations();
     EXPECT_EQ(after - before, 0u) << "the publish/receive path allocated";
     EXPECT_EQ(accepted, 1000u);
     EXPECT_EQ(rejected, 2000u);

@@ -6,30 +6,10 @@
 #include <cstdlib>
 #include <new>
 
+#include "support/allocation_counter.hpp"
 #include "tensorpool/transport/transport_hub.hpp"
 #include "transport_test_support.hpp"
 
-namespace {
-std::atomic<std::uint64_t> g_allocations{0};
-}  // namespace
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void* operator new(std::size_t n) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 namespace tensorpool::transport {
 namespace {
@@ -45,7 +25,7 @@ TEST(IpcHotPath, OfferClaimAndPollAllocateNothing) {
     auto handler = [&received](std::span<const uint8_t>, const MessageInfo&) { ++received; };
     (*sub)->poll(handler, 10);  // first poll notices the publisher (slow path, may map files)
 
-    const uint64_t before = g_allocations.load();
+    const uint64_t before = tensorpool::test::allocations();
     for (int round = 0; round < 20'000; ++round) {  // ~4 MB through a 1 MiB ring: wraps and padding included
         msg[0] = static_cast<uint8_t>(round);
         ASSERT_TRUE((*pub)->offer(std::span<const uint8_t>(msg, 20 + round % 180)).ok());
@@ -56,7 +36,7 @@ TEST(IpcHotPath, OfferClaimAndPollAllocateNothing) {
     }
     while ((*sub)->poll(handler, 100) > 0) {
     }
-    EXPECT_EQ(g_allocations.load() - before, 0u) << "allocations on the publish/receive path";
+    EXPECT_EQ(tensorpool::test::allocations() - before, 0u) << "allocations on the publish/receive path";
     EXPECT_EQ(received, 30'000u);
     EXPECT_EQ((*sub)->lost_messages(), 0u);
 }
