@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "fork_child.hpp"
 #include "latency_histogram.hpp"
 #include "tensorpool/client/consumer.hpp"
 #include "tensorpool/client/producer.hpp"
@@ -86,16 +87,6 @@ double memcpy_bytes_per_s(std::size_t n, uint32_t slots, double seconds) {
     return static_cast<double>(copies) * static_cast<double>(n) / (static_cast<double>(now - start) / 1e9);
 }
 
-template <class Fn>
-pid_t spawn(Fn fn) {
-    std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        fn();
-        ::_exit(0);
-    }
-    return pid;
-}
 
 }  // namespace
 
@@ -135,7 +126,7 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
 
     std::vector<pid_t> pids;
     for (int i = 0; i < o.consumers; ++i) {
-        pids.push_back(spawn([&, i] {
+        pids.push_back(fork_child([&, i] {
             ConsumerShared& me = s->consumers[i];
             transport::TransportHub hub(topt);
             client::ConsumerConfig cc;
@@ -172,7 +163,7 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
             me.drops_late.store((*c)->stats().drops_late);
         }));
     }
-    pids.push_back(spawn([&] {
+    pids.push_back(fork_child([&] {
         transport::TransportHub hub(topt);
         client::ProducerConfig pc;
         pc.stream_id = 77;

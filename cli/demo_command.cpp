@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "commands.hpp"
+#include "fork_child.hpp"
 #include "latency_histogram.hpp"
 #include "stream_options.hpp"
 #include "synthetic_frames.hpp"
@@ -146,13 +147,6 @@ void idle(int work, int& idle_rounds) {
     ::_exit(0);
 }
 
-template <class Fn>
-pid_t spawn(Fn fn) {
-    std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0) fn();
-    return pid;
-}
 
 int run_demo(const DemoOptions& o) {
     void* mem = ::mmap(nullptr, sizeof(DemoShared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -167,8 +161,8 @@ int run_demo(const DemoOptions& o) {
                 o.seconds);
     // Fork before any transport exists in this process.
     pid_t pids[kConsumers + 1];
-    for (int i = 0; i < kConsumers; ++i) pids[i] = spawn([&, i] { run_consumer(s, i, o); });
-    pids[kConsumers] = spawn([&] { run_producer(s, o); });
+    for (int i = 0; i < kConsumers; ++i) pids[i] = bench::fork_child([&, i] { run_consumer(s, i, o); });
+    pids[kConsumers] = bench::fork_child([&] { run_producer(s, o); });
 
     bench::LatencyHistogram::Snapshot last[kConsumers];
     uint64_t last_frames[kConsumers] = {}, last_bytes[kConsumers] = {}, last_produced = 0;

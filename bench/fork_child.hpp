@@ -1,0 +1,23 @@
+// Starts a child process that runs fn() and exits. The tools fork their peers before creating any transport:
+// an Aeron client or driver has threads, and threads do not survive fork().
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace tensorpool::bench {
+
+template <class Fn>
+pid_t fork_child(Fn fn) {
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        fn();
+        std::fflush(nullptr);
+        ::_exit(0);
+    }
+    return pid;
+}
+
+}  // namespace tensorpool::bench
