@@ -270,7 +270,10 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
     const uint32_t index = ring_.index_of(seq);
     auto c = shm::validate_slot(ticket_.header(), index, pool_infos_);
     if (!c) {
-        ++stats_.drops_invalid;  // malformed headers are dropped, not counted as gap or late
+        // A header copied while the producer was rewriting the slot can look malformed: that is a seqlock failure
+        // (drops_late, §3.4 rules 4-6). Only a copy the commit word proves stable is a malformed header, which
+        // A-18 counts apart from gap and late.
+        ++(ticket_.still_valid() ? stats_.drops_invalid : stats_.drops_late);
         return;
     }
     contents_ = *c;
