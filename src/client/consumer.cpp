@@ -32,7 +32,8 @@ uint32_t random_consumer_id() {
 
 bool FrameView::still_valid() const noexcept {
     const bool ok = ticket_ != nullptr && ticket_->still_valid();
-    if (!ok && stats_ != nullptr) {
+    if (!ok && stats_ != nullptr && !counted_torn_) {
+        counted_torn_ = true;  // one frame, one drop, however often the handler asks
         ++stats_->torn_detected;
         ++stats_->drops_late;
     }

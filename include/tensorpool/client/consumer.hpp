@@ -79,6 +79,7 @@ public:
     uint16_t pool_id() const noexcept { return contents_->pool_id; }
 
     // True if the slot still holds this frame, so everything read from payload() so far is untorn (W-8-27).
+    // May be asked more than once; a frame found overwritten is counted once (torn_detected, drops_late).
     bool still_valid() const noexcept;
     // Copies the payload into `out` (at least payload().size() bytes) and validates the copy.
     Status copy_to(std::span<std::byte> out) const noexcept;
@@ -93,6 +94,7 @@ private:
     std::optional<uint64_t> publish_ts_;
     uint64_t trace_id_ = 0;
     ConsumerStats* stats_ = nullptr;
+    mutable bool counted_torn_ = false;
 };
 
 using FrameHandler = FunctionRef<void(const FrameView& frame)>;
