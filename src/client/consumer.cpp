@@ -107,6 +107,15 @@ void Consumer::unmap(const char* why) {
     have_last_seq_ = false;
 }
 
+void Consumer::abandon_epoch(const Error& why) {
+    // W-15.14-2 / A-14: only the producer writes its regions. Another writer means this epoch's regions cannot be
+    // trusted any more: drop the mapping and stay unmapped until a new epoch is announced.
+    abandoned_epoch_ = epoch_;
+    const std::string message =
+        std::string(why.message()) + "; another writer: unmapped until a new epoch (W-15.14-2)";
+    unmap(message.c_str());
+}
+
 void Consumer::on_announce(std::span<const uint8_t> message, const transport::MessageInfo& info, int64_t now_ns) {
     auto d = wc::ShmPoolAnnounce::Decoder::wrap(message.data(), message.size());
     if (!d || d->streamId() != config_.stream_id) return;
@@ -125,15 +134,16 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
         default:
             fresh = false;  // unknown clock domain: never guess (W-15.8-2)
     }
-    if (!fresh || epoch < highest_epoch_) {  // W-10.1.1-6/-8, A-12
+    if (!fresh || epoch < highest_epoch_ || epoch == abandoned_epoch_) {  // W-10.1.1-6/-8, A-12, W-15.14-2
         ++stats_.announces_ignored;
         return;
     }
     ++stats_.announces_accepted;
     if (state_ == MappingState::mapped && epoch == epoch_) {
         // A-10 / W-15.1-3: same epoch — the files must still be the ones we mapped.
-        if (Status s = shm::recheck_identity(ring_at_map_, ring_region_->current_superblock()); s) return;
-        unmap("the header ring changed under the same epoch (W-15.1-3)");
+        Status s = shm::recheck_identity(ring_at_map_, ring_region_->current_superblock());
+        if (!s) abandon_epoch(s.error());
+        return;
     } else if (state_ == MappingState::mapped) {
         unmap("new epoch announced (W-15.2-3)");
     }
@@ -191,7 +201,7 @@ void Consumer::check_liveness(int64_t now_ns) {
         unmap("producer activity timestamp is stale (W-7-4)");
         highest_epoch_ = 0;  // a producer that lost its epoch counter can come back
     } else if (Status s = shm::recheck_identity(ring_at_map_, sb); !s) {
-        unmap(s.error().message());  // W-15.14-2: another writer (pid) or region replaced
+        abandon_epoch(s.error());  // W-15.14-2: another writer (pid, magic or epoch rewritten in place)
     }
 }
 

@@ -50,7 +50,7 @@ struct ConsumerStats {
     uint64_t torn_detected = 0;     // still_valid() returned false after the handler read the payload
     uint64_t resyncs = 0;           // gaps larger than max_outstanding_seq_gap
     uint64_t announces_accepted = 0;
-    uint64_t announces_ignored = 0; // stale, older epoch, before join time, other stream
+    uint64_t announces_ignored = 0; // stale, older epoch, before join time, abandoned epoch (W-15.14-2)
     uint64_t mappings = 0;          // successful maps (first map and remaps)
     uint64_t mapping_failures = 0;
     uint64_t last_seq = 0;
@@ -128,6 +128,7 @@ private:
     Status open(int64_t now_ns);
     void on_announce(std::span<const uint8_t> message, const transport::MessageInfo& info, int64_t now_ns);
     void unmap(const char* why);
+    void abandon_epoch(const Error& why);
     void check_liveness(int64_t now_ns);
     void send_hello();
     void send_qos();
@@ -145,6 +146,9 @@ private:
     MappingState state_ = MappingState::unmapped;
     uint64_t epoch_ = 0;
     uint64_t highest_epoch_ = 0;  // W-10.1.1-7
+    // An epoch whose mapped regions showed a second writer (pid, magic or epoch changed in place): never mapped
+    // again; the consumer waits for a new epoch (W-15.14-2, A-14).
+    std::optional<uint64_t> abandoned_epoch_;
     std::optional<shm::MappedRegion> ring_region_;
     shm::HeaderRingView ring_;
     std::vector<MappedPool> pools_;
