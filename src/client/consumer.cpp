@@ -157,11 +157,12 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
         ring_region_.reset();
     };
     if (d->headerSlotBytes() != shm::kHeaderSlotBytes) {  // W-10.1.1-2
-        return fail(Error::format(Errc::malformed, "announce: headerSlotBytes %u, expected 256", unsigned{d->headerSlotBytes()}));
+        return fail(Error::format(Errc::malformed, "announce: headerSlotBytes %u, expected 256 (W-10.1.1-2)",
+                                  unsigned{d->headerSlotBytes()}));
     }
     if (d->layoutVersion() != config_.expected_layout_version) {  // W-7-7
-        return fail(Error::format(Errc::unsupported, "announce: layout version %u, expected %u", d->layoutVersion(),
-                                  config_.expected_layout_version));
+        return fail(Error::format(Errc::unsupported, "announce: layout version %u, expected %u (W-7-7)",
+                                  d->layoutVersion(), config_.expected_layout_version));
     }
     const uint32_t nslots = d->headerNslots();
     auto ring = shm::map_region(d->headerRegionUri(), allowed_,
@@ -172,7 +173,8 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
     if (!view) return fail(view.error());
     for (const auto& p : d->payloadPools()) {
         if (p.poolNslots() != nslots) {  // W-15.5-1
-            return fail(Error::format(Errc::mismatch, "announce: pool %u has %u slots, the header ring %u",
+            return fail(Error::format(Errc::mismatch, "announce: pool %u has %u slots, the header ring %u; "
+                                      "every pool must use the header ring's nslots (W-15.5-1)",
                                       unsigned{p.poolId()}, p.poolNslots(), nslots));
         }
         auto region = shm::map_region(p.regionUri(), allowed_,
