@@ -22,6 +22,7 @@ TEST(ClientOverwriteStress, FramesOverwrittenWhileReadAreLateDropsNeverInvalidNe
 #else
     constexpr auto kDuration = 4s;
 #endif
+    constexpr auto kMaxDuration = 30s;
     constexpr int kConsumers = 4;
     BusRoot bus;
     TempDir shm_dir("/dev/shm");
@@ -39,7 +40,15 @@ TEST(ClientOverwriteStress, FramesOverwrittenWhileReadAreLateDropsNeverInvalidNe
         consumers.push_back(procs.start([&] { return consumer_main(cc, sh); }));
     }
     const pid_t producer = procs.start([&] { return producer_main(pc, *prod); });
+    // Race for kDuration, and on (up to kMaxDuration) until a torn read that was visibly wrong has been seen: the
+    // negative control below needs that proof, which a heavily loaded machine may take longer to produce.
     std::this_thread::sleep_for(kDuration);
+    wait_until([&] {
+        for (const auto& c : *cons) {
+            if (c.torn_bad.load() > 0) return true;
+        }
+        return false;
+    }, kMaxDuration - kDuration);
     prod->stop.store(1);
     for (auto& c : *cons) c.stop.store(1);
     EXPECT_EQ(procs.wait(producer, 30), ChildResult::ok());
