@@ -139,6 +139,7 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
         return;
     }
     ++stats_.announces_accepted;
+    highest_epoch_seen_ns_ = now_ns;
     if (state_ == MappingState::mapped && epoch == epoch_) {
         // A-10 / W-15.1-3: same epoch — the files must still be the ones we mapped.
         Status s = shm::recheck_identity(ring_at_map_, ring_region_->current_superblock());
@@ -197,7 +198,12 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
 }
 
 void Consumer::check_liveness(int64_t now_ns) {
-    if (state_ != MappingState::mapped) return;
+    if (state_ != MappingState::mapped) {
+        // An epoch we could not map (or gave up) whose announces stopped for the liveness timeout is dead too:
+        // forget it, or a restarted producer with a lower epoch could never be followed.
+        if (highest_epoch_ != 0 && now_ns - highest_epoch_seen_ns_ > config_.liveness_timeout_ns) highest_epoch_ = 0;
+        return;
+    }
     const auto sb = ring_region_->current_superblock();
     if (now_ns - static_cast<int64_t>(sb.activity_timestamp_ns) > config_.liveness_timeout_ns) {
         unmap("producer activity timestamp is stale (W-7-4)");

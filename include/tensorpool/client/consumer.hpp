@@ -146,6 +146,7 @@ private:
     MappingState state_ = MappingState::unmapped;
     uint64_t epoch_ = 0;
     uint64_t highest_epoch_ = 0;  // W-10.1.1-7
+    int64_t highest_epoch_seen_ns_ = 0;  // when an announce of highest_epoch_ was last accepted
     // An epoch whose mapped regions showed a second writer (pid, magic or epoch changed in place): never mapped
     // again; the consumer waits for a new epoch (W-15.14-2, A-14).
     std::optional<uint64_t> abandoned_epoch_;
