@@ -454,8 +454,8 @@ private:
 
     detail::EncoderState st_;
     size_t block_start_ = 0;
-    int depth_ = 0;
-    uint32_t serial_ = 0;
+    [[maybe_unused]] int depth_ = 0;         // unused by messages without groups or var data
+    [[maybe_unused]] uint32_t serial_ = 0;
 };""" % {"name": self.level.name, "setters": indent(setters, 1)}
         return """// Writes one %(name)s entry; obtained from Entries::next().
 class Encoder {
@@ -473,8 +473,8 @@ private:
 
     detail::EncoderState* st_;
     size_t base_;
-    int depth_;
-    uint32_t serial_;
+    [[maybe_unused]] int depth_;             // unused by entries without groups or var data
+    [[maybe_unused]] uint32_t serial_;
 };""" % {"name": self.level.name, "setters": indent(setters, 1)}
 
     def emit_entries(self):
