@@ -105,6 +105,7 @@ void Consumer::unmap(const char* why) {
     ring_region_.reset();
     state_ = MappingState::unmapped;
     have_last_seq_ = false;
+    resync_to_ = 0;
 }
 
 void Consumer::abandon_epoch(const Error& why) {
@@ -268,6 +269,12 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
         return;
     }
     const uint64_t seq = d->seq();
+    if (seq < resync_to_) {
+        // Behind by more than max_outstanding_seq_gap: these frames are already overwritten (W-15.4-4 resync).
+        ++stats_.drops_late;
+        stats_.last_seq = seq;
+        return;
+    }
     if (have_last_seq_) {
         if (seq < stats_.last_seq) {  // seq going backwards within an epoch means remap
             unmap("descriptor seq went backwards within the epoch (A-12)");
@@ -282,8 +289,16 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
     stats_.last_seq = seq;
     have_last_seq_ = true;
 
-    if (ring_.begin_read(seq, ticket_) != shm::ReadBegin::ok) {  // W-8-26, W-10.2.1-11
+    if (const auto r = ring_.begin_read(seq, ticket_); r != shm::ReadBegin::ok) {  // W-8-26, W-10.2.1-11
         ++stats_.drops_late;
+        // W-15.4-4: the producer is more than max_outstanding_seq_gap frames ahead of the descriptors we are
+        // reading. Every seq older than a ring behind it is overwritten: drop those descriptors without touching
+        // their slots until we are back within a ring of the producer.
+        const uint64_t ahead = ticket_.observed_seq();
+        if (r == shm::ReadBegin::overwritten && ahead - seq > config_.max_outstanding_seq_gap && ahead >= ring_.nslots()) {
+            resync_to_ = ahead - ring_.nslots() + 1;
+            ++stats_.resyncs;
+        }
         return;
     }
     const uint32_t index = ring_.index_of(seq);

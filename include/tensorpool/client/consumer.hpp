@@ -48,7 +48,7 @@ struct ConsumerStats {
     uint64_t drops_invalid = 0;     // headers that broke a W-8 rule (not counted as gap or late, A-18)
     uint64_t drops_unmapped = 0;    // descriptors while unmapped or for another epoch
     uint64_t torn_detected = 0;     // still_valid() returned false after the handler read the payload
-    uint64_t resyncs = 0;           // gaps larger than max_outstanding_seq_gap
+    uint64_t resyncs = 0;           // gaps, or a lag behind the producer, larger than max_outstanding_seq_gap
     uint64_t announces_accepted = 0;
     uint64_t announces_ignored = 0; // stale, older epoch, before join time, abandoned epoch (W-15.14-2)
     uint64_t mappings = 0;          // successful maps (first map and remaps)
@@ -156,6 +156,7 @@ private:
     std::vector<shm::PoolInfo> pool_infos_;
     shm::Superblock ring_at_map_;
     bool have_last_seq_ = false;
+    uint64_t resync_to_ = 0;  // descriptors below this seq are known overwritten (W-15.4-4)
     int64_t next_hello_ns_ = 0;
     int64_t next_qos_ns_ = 0;
     int64_t next_liveness_ns_ = 0;

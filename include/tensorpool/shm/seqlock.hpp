@@ -100,11 +100,16 @@ public:
         }
         if (r != ReadBegin::ok) {
             slot_ = nullptr;
+            c1_ = c1;  // kept so a consumer can see how far ahead an overwriting producer is (observed_seq)
             return r;
         }
         copy(slot, c1);
         return ReadBegin::ok;
     }
+
+    // The seq the slot held at the last begin(), whatever its outcome: after `overwritten`, proof that the
+    // producer has reached at least this seq.
+    std::uint64_t observed_seq() const noexcept { return c1_ >> 1; }
 
     // As begin(), but accepts whatever seq is committed (tools such as `tensorpool inspect`).
     ReadBegin begin_any(const std::byte* slot) noexcept {
