@@ -118,7 +118,8 @@ public:
     // the five metadata templates for this stream and decoded (whatever it then did to a blob).
     bool on_message(std::span<const uint8_t> message);
 
-    // Called with each completed blob (before it is retained). May be empty.
+    // Called with each completed blob (before it is retained), from inside on_message(): it may read the
+    // receiver (source(), attributes_for(), latest_blob()) but must not call on_message() or reset(). May be empty.
     void set_blob_handler(BlobHandler handler) { blob_handler_ = std::move(handler); }
 
     // The latest DataSourceAnnounce, if any was received.
