@@ -342,3 +342,50 @@ TEST(IpcBus, ClaimCommitDeliversAndAbortDeliversNothing) {
 
 }  // namespace
 }  // namespace tensorpool::transport
+
+namespace tensorpool::transport {
+namespace {
+
+// A publisher offering flat out while a subscriber attaches: the first message offer() accepted must be the
+// first one delivered. (The subscription used to count itself as a subscriber before taking its start positions,
+// losing what was published in between.)
+TEST(IpcBus, NoMessageAcceptedWhileASubscriberAttachesIsLost) {
+    for (int run = 0; run < 20; ++run) {
+        test::BusRoot root;
+        auto* first_ok = static_cast<std::atomic<int64_t>*>(
+            ::mmap(nullptr, sizeof(std::atomic<int64_t>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+        new (first_ok) std::atomic<int64_t>(-1);
+        test::Barrier ready(1), done(1);
+        pid_t child = test::fork_child([&] {
+            TransportHub hub(root.options());
+            auto pub = hub.add_publication("ipc:attach", kStream);
+            if (!pub) return test::child_fail(pub.error().message());
+            ready.arrive();
+            for (uint64_t counter = 0; counter <= 1000 && !done.wait(0);) {
+                if ((*pub)->offer(TestMessage::make(0, counter, 16)).ok()) {
+                    int64_t none = -1;
+                    first_ok->compare_exchange_strong(none, static_cast<int64_t>(counter));
+                    ++counter;
+                }
+            }
+            return 0;
+        });
+        ASSERT_TRUE(ready.wait(20));
+        TransportHub hub(root.options());
+        auto sub = hub.add_subscription("ipc:attach", kStream);
+        ASSERT_TRUE(sub.ok());
+        int64_t first_seen = -1;
+        auto h = [&](std::span<const uint8_t> m, const MessageInfo&) {
+            TestMessage t;
+            if (first_seen < 0 && TestMessage::parse(m, t)) first_seen = static_cast<int64_t>(t.counter);
+        };
+        poll_until(**sub, h, [&] { return first_seen >= 0; }, 10);
+        done.arrive();
+        EXPECT_EQ(test::wait_child(child, 20), ChildResult::ok());
+        EXPECT_EQ(first_seen, first_ok->load()) << "run " << run;
+        ::munmap(first_ok, sizeof(std::atomic<int64_t>));
+    }
+}
+
+}  // namespace
+}  // namespace tensorpool::transport

@@ -20,23 +20,29 @@ uint64_t load_relaxed(uint64_t* p) noexcept { return std::atomic_ref<uint64_t>(*
 
 Result<std::unique_ptr<IpcSubscription>> IpcSubscription::create(std::shared_ptr<IpcStream> stream,
                                                                  std::string channel, int32_t stream_id) {
+    // Start positions first, registration second: a message published before we count as a subscriber either
+    // lies beyond the tails we took (so we read it) or was refused as not_connected (so nobody lost it). The
+    // other order lost what was published between the two steps.
     const int64_t join = monotonic_ns();
+    std::unique_ptr<IpcSubscription> sub(new IpcSubscription(stream, std::move(channel), stream_id, join));
     auto slot = stream->claim_subscriber_slot(join);
     if (!slot) return slot.error();
-    std::unique_ptr<IpcSubscription> sub(new IpcSubscription(std::move(stream), std::move(channel), stream_id, *slot, join));
+    sub->slot_ = *slot;
     return sub;
 }
 
 IpcSubscription::IpcSubscription(std::shared_ptr<IpcStream> stream, std::string channel, int32_t stream_id,
-                                 uint32_t slot, int64_t join_time_ns)
-    : stream_(std::move(stream)), channel_(std::move(channel)), stream_id_(stream_id), slot_(slot), join_time_ns_(join_time_ns) {
+                                 int64_t join_time_ns)
+    : stream_(std::move(stream)), channel_(std::move(channel)), stream_id_(stream_id), join_time_ns_(join_time_ns) {
     images_.reserve(kPublisherSlots);  // rescans never reallocate: Images hold mappings
     scratch_.resize(kBatchBytes);
     seen_generation_ = stream_->generation().load(std::memory_order_acquire);
     rescan(true);
 }
 
-IpcSubscription::~IpcSubscription() { stream_->release_subscriber_slot(slot_); }
+IpcSubscription::~IpcSubscription() {
+    if (slot_ != kNoSlot) stream_->release_subscriber_slot(slot_);
+}
 
 void IpcSubscription::rescan(bool initial) noexcept {
     // Mark images whose publisher left (slot freed or reused by another session).

@@ -60,8 +60,8 @@ private:
         int64_t join_time_ns = 0;
     };
 
-    IpcSubscription(std::shared_ptr<IpcStream> stream, std::string channel, int32_t stream_id, uint32_t slot,
-                    int64_t join_time_ns);
+    IpcSubscription(std::shared_ptr<IpcStream> stream, std::string channel, int32_t stream_id, int64_t join_time_ns);
+    static constexpr uint32_t kNoSlot = ~uint32_t{0};
 
     void rescan(bool initial) noexcept;
     int poll_image(Image& image, MessageHandler& handler, int limit) noexcept;
@@ -71,7 +71,7 @@ private:
     std::shared_ptr<IpcStream> stream_;
     std::string channel_;
     int32_t stream_id_;
-    uint32_t slot_;
+    uint32_t slot_ = kNoSlot;  // our subscriber slot, claimed after the start positions were taken
     int64_t join_time_ns_;
     uint64_t seen_generation_ = 0;
     std::vector<Image> images_;
