@@ -56,7 +56,8 @@ Status FrameView::copy_to(std::span<std::byte> out) const noexcept {
 // ---- Consumer ---------------------------------------------------------------------------------------------
 
 Consumer::Consumer(transport::TransportHub& hub, ConsumerConfig config, shm::AllowedDirs allowed)
-    : hub_(hub), config_(std::move(config)), allowed_(std::move(allowed)) {}
+    : hub_(hub), config_(std::move(config)), allowed_(std::move(allowed)),
+      metadata_(MetadataReceiverConfig{.stream_id = config_.stream_id}) {}
 
 Consumer::~Consumer() = default;
 
@@ -82,6 +83,9 @@ Status Consumer::open(int64_t now_ns) {
     auto cs = hub_.add_subscription(ch.channel, ch.control_stream);
     if (!cs) return cs.error();
     control_sub_ = std::move(*cs);
+    auto ms = hub_.add_subscription(ch.channel, ch.metadata_stream);
+    if (!ms) return ms.error();
+    metadata_sub_ = std::move(*ms);
     auto cp = hub_.add_publication(ch.channel, ch.control_stream);
     if (!cp) return cp.error();
     control_pub_ = std::move(*cp);
@@ -243,6 +247,8 @@ int Consumer::do_work(int64_t now_ns) {
     // streams (W-10.1.3-6). The subscription is still drained so it never back-pressures its publisher.
     auto ignore = [](std::span<const uint8_t>, const transport::MessageInfo&) {};
     work += control_sub_->poll(ignore, 64);
+    auto on_metadata = [this](std::span<const uint8_t> m, const transport::MessageInfo&) { metadata_.on_message(m); };
+    work += metadata_sub_->poll(on_metadata, 64);
     if (now_ns >= next_hello_ns_) {
         send_hello();
         next_hello_ns_ = now_ns + config_.hello_period_ns;

@@ -136,9 +136,19 @@ Status Producer::open(int64_t now_ns) {
     };
     for (Status s : {add_pub(ch.descriptor_stream, descriptor_pub_), add_pub(ch.announce_stream, announce_pub_),
                      add_pub(ch.control_stream, control_pub_), add_pub(ch.qos_stream, qos_pub_),
+                     add_pub(ch.metadata_stream, metadata_pub_),
                      add_sub(ch.control_stream, control_sub_), add_sub(ch.qos_stream, qos_sub_)}) {
         if (!s) return s;
     }
+    MetadataPublisherConfig mc;
+    mc.stream_id = config_.stream_id;
+    mc.producer_id = config_.producer_id;
+    mc.epoch = epoch_;
+    mc.announce_period_ns = config_.announce_period_ns;
+    mc.meta_period_ns = config_.announce_period_ns;
+    auto meta = MetadataPublisher::create(*metadata_pub_, mc);
+    if (!meta) return meta.error();
+    metadata_ = std::move(*meta);
     consumers_.reserve(64);
     next_announce_ns_ = now_ns;
     next_qos_ns_ = now_ns;
@@ -165,7 +175,7 @@ PublishResult Producer::offer(const TensorShape& shape, std::span<const std::byt
     f.values_len_bytes = static_cast<uint32_t>(payload.size());
     f.pool_id = pools_[p].config.pool_id;
     f.timestamp_ns = options.capture_timestamp_ns != 0 ? options.capture_timestamp_ns : static_cast<uint64_t>(monotonic_ns());
-    f.meta_version = options.meta_version;
+    f.meta_version = options.meta_version.value_or(metadata_->meta_version());
     f.tensor = shape;
     if (!shm::publish_frame(ring_, pools_[p].region, f, payload)) return {PublishOutcome::invalid, next_seq_};
     ++next_seq_;
@@ -199,7 +209,7 @@ PublishResult Producer::finish_frame(uint32_t pool_index, uint64_t seq, uint32_t
     f.values_len_bytes = length;
     f.pool_id = pools_[pool_index].config.pool_id;
     f.timestamp_ns = options.capture_timestamp_ns != 0 ? options.capture_timestamp_ns : static_cast<uint64_t>(monotonic_ns());
-    f.meta_version = options.meta_version;
+    f.meta_version = options.meta_version.value_or(metadata_->meta_version());
     f.tensor = shape;
     shm::SlotImage image;
     if (!shm::encode_slot_image(f, config_.header_nslots, image)) return {PublishOutcome::invalid, seq};
@@ -216,7 +226,8 @@ PublishResult Producer::send_descriptor(uint64_t seq, const FrameOptions& option
     alignas(8) uint8_t buf[kDescriptorBytes];
     wc::FrameDescriptor::Encoder e;
     (void)e.wrap_and_apply_header(buf, sizeof buf);
-    e.streamId(config_.stream_id).epoch(epoch_).seq(seq).metaVersion(options.meta_version).traceId(options.trace_id);
+    e.streamId(config_.stream_id).epoch(epoch_).seq(seq).traceId(options.trace_id);
+    e.metaVersion(options.meta_version.value_or(metadata_->meta_version()));
     e.timestampNs(options.publish_timestamp ? static_cast<uint64_t>(monotonic_ns())
                                             : wc::FrameDescriptor::Encoder::timestampNsNullValue());
     const auto n = e.finish();
@@ -299,6 +310,7 @@ int Producer::poll_control(int64_t now_ns) {
 
 int Producer::do_work(int64_t now_ns) {
     int work = poll_control(now_ns);
+    work += metadata_->do_work(now_ns);
     if (now_ns >= next_announce_ns_) {
         send_announce(now_ns);
         next_announce_ns_ = now_ns + config_.announce_period_ns;

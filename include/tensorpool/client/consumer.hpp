@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tensorpool/client/channels.hpp"
+#include "tensorpool/client/metadata_receiver.hpp"
 #include "tensorpool/common/function_ref.hpp"
 #include "tensorpool/common/result.hpp"
 #include "tensorpool/shm/allowed_dirs.hpp"
@@ -117,6 +118,10 @@ public:
     const ConsumerStats& stats() const noexcept { return stats_; }
     // Why the last announce could not be mapped (empty if it could).
     const std::string& last_mapping_error() const noexcept { return last_error_; }
+    // The producer's metadata (name, attributes by meta_version, blobs) received on the metadata stream;
+    // FrameView::meta_version() says which attribute set a frame uses.
+    const MetadataReceiver& metadata() const noexcept { return metadata_; }
+    MetadataReceiver& metadata() noexcept { return metadata_; }
 
 private:
     struct MappedPool {
@@ -140,6 +145,8 @@ private:
     std::unique_ptr<transport::Subscription> announce_sub_;
     std::unique_ptr<transport::Subscription> descriptor_sub_;
     std::unique_ptr<transport::Subscription> control_sub_;
+    std::unique_ptr<transport::Subscription> metadata_sub_;
+    MetadataReceiver metadata_;
     std::unique_ptr<transport::Publication> control_pub_;
     std::unique_ptr<transport::Publication> qos_pub_;
 

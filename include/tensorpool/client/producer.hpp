@@ -9,11 +9,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "tensorpool/client/channels.hpp"
+#include "tensorpool/client/metadata_publisher.hpp"
 #include "tensorpool/common/result.hpp"
 #include "tensorpool/shm/region_writer.hpp"
 #include "tensorpool/shm/slot_image.hpp"
@@ -47,7 +49,7 @@ struct ProducerConfig {
 // Per-frame values besides the tensor layout.
 struct FrameOptions {
     uint64_t capture_timestamp_ns = 0;   // SlotHeader.timestampNs (W-10.2.1-4); 0: now (CLOCK_MONOTONIC)
-    uint32_t meta_version = 0;
+    std::optional<uint32_t> meta_version;  // unset: the metadata's current version (metadata().meta_version())
     uint64_t trace_id = 0;               // FrameDescriptor.traceId: 0 = not traced
     bool publish_timestamp = true;       // FrameDescriptor.timestampNs = publish time (for latency)
 };
@@ -124,6 +126,9 @@ public:
     const ProducerStats& stats() const noexcept { return stats_; }
     const std::string& header_region_uri() const noexcept { return header_uri_; }
     const ProducerConfig& config() const noexcept { return config_; }
+    // The data source's name, summary, attributes and blobs (DataSourceAnnounce, DataSourceMeta, MetaBlob*),
+    // sent on the metadata stream by do_work(); frames are stamped with its meta_version unless told otherwise.
+    MetadataPublisher& metadata() noexcept { return *metadata_; }
 
 private:
     friend class FrameClaim;
@@ -161,6 +166,8 @@ private:
     std::unique_ptr<transport::Publication> announce_pub_;
     std::unique_ptr<transport::Publication> control_pub_;
     std::unique_ptr<transport::Publication> qos_pub_;
+    std::unique_ptr<transport::Publication> metadata_pub_;
+    std::unique_ptr<MetadataPublisher> metadata_;
     std::unique_ptr<transport::Subscription> control_sub_;
     std::unique_ptr<transport::Subscription> qos_sub_;
     std::vector<TrackedConsumer> consumers_;
