@@ -140,6 +140,10 @@ Status Producer::open(int64_t now_ns) {
                      add_sub(ch.control_stream, control_sub_), add_sub(ch.qos_stream, qos_sub_)}) {
         if (!s) return s;
     }
+    // Sized once: header, block, the pool group and every URI (each at most PATH_MAX plus the scheme).
+    announce_buf_.resize(wire::MessageHeader::kSize + wc::ShmPoolAnnounce::kBlockLength + 8 +
+                         (pools_.size() + 1) * (wc::ShmPoolAnnounce::PayloadPools::kBlockLength + 4 + header_uri_.size() + 64));
+    for (const auto& p : pools_) announce_buf_.resize(announce_buf_.size() + p.uri.size());
     MetadataPublisherConfig mc;
     mc.stream_id = config_.stream_id;
     mc.producer_id = config_.producer_id;
@@ -241,7 +245,7 @@ PublishResult Producer::send_descriptor(uint64_t seq, const FrameOptions& option
 void Producer::send_announce(int64_t now_ns) {
     for (auto& p : pools_) p.region.set_activity_timestamp(static_cast<uint64_t>(now_ns));  // W-7-3
     ring_.set_activity_timestamp(static_cast<uint64_t>(now_ns));
-    std::vector<uint8_t> buf(1024 + 4 * 1024 * (pools_.size() + 1));
+    std::vector<uint8_t>& buf = announce_buf_;
     wc::ShmPoolAnnounce::Encoder e;
     (void)e.wrap_and_apply_header(buf.data(), buf.size());
     e.streamId(config_.stream_id).producerId(config_.producer_id).epoch(epoch_);

@@ -171,6 +171,7 @@ private:
     std::unique_ptr<transport::Subscription> control_sub_;
     std::unique_ptr<transport::Subscription> qos_sub_;
     std::vector<TrackedConsumer> consumers_;
+    std::vector<uint8_t> announce_buf_;  // sized in open(): announcing never allocates
     int64_t next_announce_ns_ = 0;
     int64_t next_qos_ns_ = 0;
     bool claim_open_ = false;
