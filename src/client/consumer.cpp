@@ -110,6 +110,7 @@ void Consumer::unmap(const char* why) {
     state_ = MappingState::unmapped;
     have_last_seq_ = false;
     resync_to_ = 0;
+    validator_.reset();
 }
 
 void Consumer::abandon_epoch(const Error& why) {
@@ -308,7 +309,7 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
         return;
     }
     const uint32_t index = ring_.index_of(seq);
-    auto c = shm::validate_slot(ticket_.header(), index, pool_infos_);
+    auto c = validator_.validate(ticket_.header(), index, pool_infos_);
     if (!c) {
         // A header copied while the producer was rewriting the slot can look malformed: that is a seqlock failure
         // (drops_late, §3.4 rules 4-6). Only a copy the commit word proves stable is a malformed header, which
@@ -316,10 +317,10 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
         ++(ticket_.still_valid() ? stats_.drops_invalid : stats_.drops_late);
         return;
     }
-    contents_ = *c;
+    const shm::SlotContents& contents = **c;
     const shm::PayloadPoolView* pool = nullptr;
     for (const auto& p : pools_) {
-        if (p.view.pool_id() == contents_.pool_id) pool = &p.view;
+        if (p.view.pool_id() == contents.pool_id) pool = &p.view;
     }
     if (pool == nullptr) {
         ++stats_.drops_invalid;
@@ -327,8 +328,8 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
     }
     FrameView v;
     v.ticket_ = &ticket_;
-    v.contents_ = &contents_;
-    v.payload_ = std::span<const std::byte>(pool->payload(contents_.payload_slot), contents_.values_len_bytes);
+    v.contents_ = &contents;
+    v.payload_ = std::span<const std::byte>(pool->payload(contents.payload_slot), contents.values_len_bytes);
     v.seq_ = seq;
     v.epoch_ = epoch_;
     if (!d->timestampNsIsNull()) v.publish_ts_ = d->timestampNs();

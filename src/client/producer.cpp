@@ -1,6 +1,7 @@
 #include "tensorpool/client/producer.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <utility>
 
@@ -174,17 +175,16 @@ PublishResult Producer::offer(const TensorShape& shape, std::span<const std::byt
         ++stats_.frames_no_pool;
         return {PublishOutcome::no_pool_fits, next_seq_};
     }
-    shm::FrameDescription f;
-    f.seq = next_seq_;
-    f.values_len_bytes = static_cast<uint32_t>(payload.size());
-    f.pool_id = pools_[p].config.pool_id;
-    f.timestamp_ns = options.capture_timestamp_ns != 0 ? options.capture_timestamp_ns : static_cast<uint64_t>(monotonic_ns());
-    f.meta_version = options.meta_version.value_or(metadata_->meta_version());
-    f.tensor = shape;
-    if (!shm::publish_frame(ring_, pools_[p].region, f, payload)) return {PublishOutcome::invalid, next_seq_};
-    ++next_seq_;
-    ++stats_.frames_committed;
-    return send_descriptor(f.seq, options);
+    const uint64_t seq = next_seq_;
+    // The header image is ready before the slot is touched: a shape that cannot be encoded never leaves a slot
+    // IN-PROGRESS.
+    if (!prepare_image(static_cast<uint32_t>(p), seq, static_cast<uint32_t>(payload.size()), shape, options)) {
+        return {PublishOutcome::invalid, seq};
+    }
+    const uint32_t index = shm::header_index(seq, config_.header_nslots);
+    shm::seqlock_begin_write(ring_.header_slot(index), seq);  // W-8-23
+    if (!payload.empty()) std::memcpy(pools_[p].region.payload_slot(index), payload.data(), payload.size());
+    return commit_prepared(seq, options);
 }
 
 PublishResult Producer::try_claim(uint32_t length, FrameClaim& claim) noexcept {
@@ -208,18 +208,55 @@ PublishResult Producer::try_claim(uint32_t length, FrameClaim& claim) noexcept {
 
 PublishResult Producer::finish_frame(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
                                      const FrameOptions& options) noexcept {
-    shm::FrameDescription f;
-    f.seq = seq;
-    f.values_len_bytes = length;
-    f.pool_id = pools_[pool_index].config.pool_id;
-    f.timestamp_ns = options.capture_timestamp_ns != 0 ? options.capture_timestamp_ns : static_cast<uint64_t>(monotonic_ns());
-    f.meta_version = options.meta_version.value_or(metadata_->meta_version());
-    f.tensor = shape;
-    shm::SlotImage image;
-    if (!shm::encode_slot_image(f, config_.header_nslots, image)) return {PublishOutcome::invalid, seq};
+    if (!prepare_image(pool_index, seq, length, shape, options)) return {PublishOutcome::invalid, seq};
+    return commit_prepared(seq, options);
+}
+
+namespace {
+bool same_shape(const TensorShape& a, const TensorShape& b) noexcept {
+    return a.dtype == b.dtype && a.major_order == b.major_order && a.ndims == b.ndims && a.dims == b.dims &&
+           a.strides == b.strides && a.progress_unit == b.progress_unit &&
+           a.progress_stride_bytes == b.progress_stride_bytes;
+}
+}  // namespace
+
+// Frames of one stream nearly always share a shape, so the 256-byte slot image is encoded (with the generated
+// codecs, every reserved byte zero) only when the shape changes; otherwise the five SlotHeader fields that
+// change per frame are patched in place at the offsets the schema gives. W-8-24 still holds: the whole image
+// is written to the slot every time.
+bool Producer::prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
+                             const FrameOptions& options) noexcept {
+    using Off = wc::SlotHeader::Offsets;
+    const uint64_t ts = options.capture_timestamp_ns != 0 ? options.capture_timestamp_ns : static_cast<uint64_t>(monotonic_ns());
+    const uint32_t meta = options.meta_version.value_or(metadata_->meta_version());
+    const uint16_t pool_id = pools_[pool_index].config.pool_id;
+    if (!image_valid_ || !same_shape(shape, image_shape_)) {
+        shm::FrameDescription f;
+        f.seq = seq;
+        f.values_len_bytes = length;
+        f.pool_id = pool_id;
+        f.timestamp_ns = ts;
+        f.meta_version = meta;
+        f.tensor = shape;
+        image_valid_ = false;
+        if (!shm::encode_slot_image(f, config_.header_nslots, image_)) return false;
+        image_shape_ = shape;
+        image_valid_ = true;
+        return true;
+    }
+    auto* base = reinterpret_cast<uint8_t*>(image_.data());
+    wire::store_le<uint32_t>(base + Off::valuesLenBytes, length);
+    wire::store_le<uint32_t>(base + Off::payloadSlot, shm::header_index(seq, config_.header_nslots));
+    wire::store_le<uint16_t>(base + Off::poolId, pool_id);
+    wire::store_le<uint64_t>(base + Off::timestampNs, ts);
+    wire::store_le<uint32_t>(base + Off::metaVersion, meta);
+    return true;
+}
+
+PublishResult Producer::commit_prepared(uint64_t seq, const FrameOptions& options) noexcept {
     std::byte* slot = ring_.header_slot(shm::header_index(seq, config_.header_nslots));
-    shm::seqlock_store_header(slot, image);  // W-8-24: every header field, every time
-    shm::seqlock_commit(slot, seq);          // W-8-25
+    shm::seqlock_store_header(slot, image_);  // W-8-24: every header field, every time
+    shm::seqlock_commit(slot, seq);           // W-8-25
     ++next_seq_;
     ++stats_.frames_committed;
     return send_descriptor(seq, options);

@@ -255,41 +255,76 @@ Status check_progress(const TensorShape& t, const std::array<std::int64_t, kMaxD
 
 }  // namespace
 
+Status check_slot_position(const SlotContents& c, std::uint32_t index) noexcept {
+    if (c.payload_offset != 0) {
+        return Error::format(Errc::malformed, "SlotHeader.payloadOffset is %u; expected 0 in v1.2 (W-8-12)",
+                             c.payload_offset);
+    }
+    if (c.payload_slot != index) {
+        return Error::format(Errc::malformed, "SlotHeader.payloadSlot is %u; expected the header index %u (W-8-22, "
+                             "W-15.5-2)", c.payload_slot, index);
+    }
+    return {};
+}
+
+Status check_slot_pool(const SlotContents& c, std::span<const PoolInfo> pools) noexcept {
+    for (const PoolInfo& p : pools) {
+        if (p.pool_id != c.pool_id) continue;
+        if (c.values_len_bytes > p.stride_bytes) {
+            return Error::format(Errc::malformed, "SlotHeader.valuesLenBytes is %u; expected <= stride_bytes %u of "
+                                 "pool %u (§10.2.1)", c.values_len_bytes, p.stride_bytes, unsigned{p.pool_id});
+        }
+        return {};
+    }
+    return Error::format(Errc::mismatch, "SlotHeader.poolId is %u; expected the id of a mapped pool (A-28)",
+                         unsigned{c.pool_id});
+}
+
 Result<SlotContents> validate_slot_header(const SlotImage& image, std::uint32_t index) {
     auto c = decode_slot_image(image);
     if (!c) return c.error();
-    if (c->payload_offset != 0) {
-        return Error::format(Errc::malformed, "SlotHeader.payloadOffset is %u; expected 0 in v1.2 (W-8-12)",
-                             c->payload_offset);
-    }
+    if (c->payload_offset != 0) return check_slot_position(*c, index).error();  // before judging the layout
     if (auto s = resolve_strides(c->tensor, c->resolved_strides, c->tensor_extent_bytes); !s) return s.error();
     if (auto s = check_progress(c->tensor, c->resolved_strides); !s) return s.error();
-    if (c->payload_slot != index) {
-        return Error::format(Errc::malformed, "SlotHeader.payloadSlot is %u; expected the header index %u (W-8-22, "
-                             "W-15.5-2)", c->payload_slot, index);
-    }
+    if (auto s = check_slot_position(*c, index); !s) return s.error();
     return c;
 }
 
 Result<SlotContents> validate_slot(const SlotImage& image, std::uint32_t index, std::span<const PoolInfo> pools) {
     auto c = validate_slot_header(image, index);
     if (!c) return c;
-    const PoolInfo* pool = nullptr;
-    for (const PoolInfo& p : pools) {
-        if (p.pool_id == c->pool_id) {
-            pool = &p;
-            break;
-        }
-    }
-    if (pool == nullptr) {
-        return Error::format(Errc::mismatch, "SlotHeader.poolId is %u; expected the id of a mapped pool (A-28)",
-                             unsigned{c->pool_id});
-    }
-    if (c->values_len_bytes > pool->stride_bytes) {
-        return Error::format(Errc::malformed, "SlotHeader.valuesLenBytes is %u; expected <= stride_bytes %u of pool "
-                             "%u (§10.2.1)", c->values_len_bytes, pool->stride_bytes, unsigned{pool->pool_id});
-    }
+    if (auto s = check_slot_pool(*c, pools); !s) return s.error();
     return c;
+}
+
+Result<const SlotContents*> SlotValidator::validate(const SlotImage& image, std::uint32_t index,
+                                                    std::span<const PoolInfo> pools) noexcept {
+    const std::byte* tensor = image.data() + wire::control::SlotHeader::kBlockLength;
+    if (have_ && std::memcmp(tensor, tensor_bytes_.data(), tensor_bytes_.size()) == 0) {
+        // Same headerBytes length and embedded TensorHeader as the last slot that passed: its decode and layout
+        // checks stand; only the SlotHeader fields are new.
+        auto d = wire::control::SlotHeader::Decoder::wrap_raw(reinterpret_cast<const std::uint8_t*>(image.data()),
+                                                             image.bytes.size());
+        if (!d) return d.error();
+        last_.commit_word = d->seqCommit();
+        last_.seq = last_.commit_word >> 1;
+        last_.values_len_bytes = d->valuesLenBytes();
+        last_.payload_slot = d->payloadSlot();
+        last_.pool_id = d->poolId();
+        last_.payload_offset = d->payloadOffset();
+        last_.timestamp_ns = d->timestampNs();
+        last_.meta_version = d->metaVersion();
+        if (auto s = check_slot_position(last_, index); !s) return s.error();
+        if (auto s = check_slot_pool(last_, pools); !s) return s.error();
+        return &last_;
+    }
+    have_ = false;
+    auto c = validate_slot(image, index, pools);
+    if (!c) return c.error();
+    last_ = *c;
+    std::memcpy(tensor_bytes_.data(), tensor, tensor_bytes_.size());
+    have_ = true;
+    return &last_;
 }
 
 }  // namespace tensorpool::shm

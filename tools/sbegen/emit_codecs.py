@@ -71,6 +71,11 @@ class LevelEmitter:
             parts.append('    static constexpr detail::DimSpec kDim{"%s", %d, %d, %d, %d, %d, %d};' % (
                 lv.name, d.size, d.block_offset, prim_size(d.block_prim), d.count_offset, prim_size(d.count_prim),
                 lv.block_length))
+        offsets = "".join("        static constexpr size_t %s = %d;\n" % (f.name, f.offset)
+                          for f in lv.fields if f.presence != "constant")
+        if offsets:
+            parts.append("    // Byte offset of each fixed field in the block, for code that patches a prepared image in place.\n"
+                         "    struct Offsets {\n%s    };" % offsets)
         for g in lv.groups:
             parts.append(indent(LevelEmitter(self.schema, g, False, self.path + "." + g.name).emit(), 1))
         n = len(self.members)

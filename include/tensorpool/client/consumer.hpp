@@ -169,9 +169,9 @@ private:
     int64_t next_liveness_ns_ = 0;
     ConsumerStats stats_;
     std::string last_error_;
-    // Reused for every frame: the seqlock ticket and the decoded header live here, not on the heap.
+    // Reused for every frame: the seqlock ticket and the validated header live here, not on the heap.
     shm::ReadTicket ticket_;
-    shm::SlotContents contents_;
+    shm::SlotValidator validator_;
 };
 
 }  // namespace tensorpool::client

@@ -148,6 +148,9 @@ private:
     int pool_for(std::size_t length) const noexcept;
     PublishResult finish_frame(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
                                const FrameOptions& options) noexcept;
+    bool prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
+                       const FrameOptions& options) noexcept;
+    PublishResult commit_prepared(uint64_t seq, const FrameOptions& options) noexcept;
     PublishResult send_descriptor(uint64_t seq, const FrameOptions& options) noexcept;
     void send_announce(int64_t now_ns);
     void send_qos();
@@ -175,6 +178,9 @@ private:
     int64_t next_announce_ns_ = 0;
     int64_t next_qos_ns_ = 0;
     bool claim_open_ = false;
+    shm::SlotImage image_;      // the slot image of the last frame (see prepare_image)
+    TensorShape image_shape_{};
+    bool image_valid_ = false;
     ProducerStats stats_;
 };
 

@@ -98,6 +98,28 @@ Result<SlotContents> validate_slot_header(const SlotImage& image, std::uint32_t 
 Result<SlotContents> validate_slot(const SlotImage& image, std::uint32_t header_index,
                                    std::span<const PoolInfo> pools);
 
+// The SlotHeader rules on their own: payload_offset 0 (W-8-12) and payload_slot == header_index (W-8-22), and
+// pool_id naming a mapped pool whose stride holds values_len_bytes (§3.4 rule 16).
+Status check_slot_position(const SlotContents& c, std::uint32_t header_index) noexcept;
+Status check_slot_pool(const SlotContents& c, std::span<const PoolInfo> pools) noexcept;
+
+// validate_slot() for a stream of slots: it remembers the tensor part (slot bytes 60..255: the headerBytes length
+// and the embedded TensorHeader) of the last slot that passed, and a slot whose tensor part is byte-identical
+// reuses that decode and layout check, so only its SlotHeader fields are checked again. Frames of one stream
+// nearly always share a shape, so this is the consumer's per-frame cost. The result points into the validator
+// and stays valid until the next call.
+class SlotValidator {
+public:
+    Result<const SlotContents*> validate(const SlotImage& image, std::uint32_t header_index,
+                                         std::span<const PoolInfo> pools) noexcept;
+    void reset() noexcept { have_ = false; }
+
+private:
+    bool have_ = false;
+    std::array<std::byte, kHeaderSlotBytes - wire::control::SlotHeader::kBlockLength> tensor_bytes_{};
+    SlotContents last_;
+};
+
 // Zero strides filled in from the next inner dimension; rejects what the reference rejects. Exposed for
 // producers that want to check a description before publishing it.
 Status resolve_strides(const TensorShape& shape, std::array<std::int64_t, kMaxDims>& resolved,
