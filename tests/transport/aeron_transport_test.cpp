@@ -624,11 +624,13 @@ void admin_action_run(Transport& transport, int publishers, uint64_t per_publish
             for (uint64_t seq = 0; seq < per_publisher;) {
                 fill_message(m, seq, static_cast<uint32_t>(pi));
 #ifdef TENSORPOOL_HAVE_AERON
-                const uint64_t admin_seen = aeron_backend::admin_action_retries();
+                const uint64_t exhausted_before = aeron_backend::admin_action_exhausted();
 #endif
                 const OfferResult r = pubs[static_cast<std::size_t>(pi)]->offer(m);
 #ifdef TENSORPOOL_HAVE_AERON
-                if (publishers == 1 && !r.ok() && aeron_backend::admin_action_retries() != admin_seen) {
+                // An offer that met ADMIN_ACTION, retried, and then was back-pressured by a slow subscriber is
+                // ordinary back pressure (retried below). What must not happen is giving up on ADMIN_ACTION itself.
+                if (publishers == 1 && !r.ok() && aeron_backend::admin_action_exhausted() != exhausted_before) {
                     admin_not_published.fetch_add(1);
                 }
 #endif
@@ -651,7 +653,7 @@ void admin_action_run(Transport& transport, int publishers, uint64_t per_publish
     subscriber.join();
 
     ASSERT_EQ(refused.load(), 0U) << "an offer failed with something other than back-pressure";
-    EXPECT_EQ(admin_not_published.load(), 0U) << "offers that met ADMIN_ACTION returned without publishing";
+    EXPECT_EQ(admin_not_published.load(), 0U) << "offers gave up on ADMIN_ACTION after every retry";
     EXPECT_EQ(received.load(), total) << "messages lost";
     EXPECT_EQ(disorder.load(), 0U) << "messages torn or out of order";
     for (uint64_t n : next) EXPECT_EQ(n, per_publisher);

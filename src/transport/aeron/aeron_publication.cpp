@@ -36,10 +36,12 @@ constexpr BufferClaim::Ops kClaimOps{&claim_commit, &claim_abort};
 
 // Touched only when Aeron says ADMIN_ACTION (about once per term rotation), never on the common path.
 std::atomic<uint64_t> g_admin_action_retries{0};
+std::atomic<uint64_t> g_admin_action_exhausted{0};
 
 }  // namespace
 
 uint64_t admin_action_retries() noexcept { return g_admin_action_retries.load(std::memory_order_relaxed); }
+uint64_t admin_action_exhausted() noexcept { return g_admin_action_exhausted.load(std::memory_order_relaxed); }
 
 OfferResult map_offer_result(int64_t r) noexcept {
     if (r > 0) return OfferResult(r);
@@ -81,6 +83,7 @@ OfferResult AeronPublication::offer(std::span<const uint8_t> message) noexcept {
         if (r != AERON_PUBLICATION_ADMIN_ACTION) break;
         g_admin_action_retries.fetch_add(1, std::memory_order_relaxed);
     }
+    if (r == AERON_PUBLICATION_ADMIN_ACTION) g_admin_action_exhausted.fetch_add(1, std::memory_order_relaxed);
     return map_offer_result(r);
 }
 
@@ -94,6 +97,7 @@ OfferResult AeronPublication::try_claim(std::size_t length, BufferClaim& claim) 
         if (r != AERON_PUBLICATION_ADMIN_ACTION) break;
         g_admin_action_retries.fetch_add(1, std::memory_order_relaxed);
     }
+    if (r == AERON_PUBLICATION_ADMIN_ACTION) g_admin_action_exhausted.fetch_add(1, std::memory_order_relaxed);
     if (r > 0) {
         claim.state[kFrameHeader] = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(c.frame_header));
         claim.state[kData] = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(c.data));

@@ -10,6 +10,10 @@ namespace tensorpool::transport::aeron_backend {
 // message that a naive caller would have dropped; here it was retried and published.
 uint64_t admin_action_retries() noexcept;
 
+// How many offer()/try_claim() calls met ADMIN_ACTION on every retry and so returned back_pressured (the message
+// was not sent; the caller retries it). Should stay 0: a rotation is normally over by the first retry.
+uint64_t admin_action_exhausted() noexcept;
+
 // How many times poll() met a fragment of an image whose join time the conductor had not recorded yet, and left
 // it in the log to read on a later poll (see aeron_subscription.cpp).
 uint64_t join_time_deferrals() noexcept;
