@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -65,6 +66,14 @@ Result<std::unique_ptr<Consumer>> Consumer::create(transport::TransportHub& hub,
     auto allowed = shm::AllowedDirs::create(std::span<const std::string>(config.allowed_dirs));
     if (!allowed) return allowed.error();
     if (config.consumer_id == 0) config.consumer_id = random_consumer_id();
+    for (const auto* r : {&config.descriptor_request, &config.control_request}) {
+        if (r->requested() && (r->channel.empty() || r->stream_id <= 0)) {  // W-10.1.2-3/-6
+            return Error::format(Errc::invalid_argument, "consumer: a per-consumer %s stream request needs both a "
+                                 "channel and a positive stream id (got '%s' and %d; W-10.1.2-3)",
+                                 r == &config.descriptor_request ? "descriptor" : "control", r->channel.c_str(),
+                                 r->stream_id);
+        }
+    }
     std::unique_ptr<Consumer> c(new Consumer(hub, std::move(config), std::move(*allowed)));
     if (Status s = c->open(monotonic_ns()); !s) return s.error();
     return c;
@@ -92,8 +101,19 @@ Status Consumer::open(int64_t now_ns) {
     auto q = hub_.add_publication(ch.channel, ch.qos_stream);
     if (!q) return q.error();
     qos_pub_ = std::move(*q);
+    if (config_.supports_progress) {
+        // Its own subscription to the shared control stream, so do_work() (ConsumerConfig) and poll_progress()
+        // never take each other's messages.
+        auto ps = hub_.add_subscription(ch.channel, ch.control_stream);
+        if (!ps) return ps.error();
+        progress_sub_ = std::move(*ps);
+    }
+    gate_.set_rate(config_.mode == ConsumerMode::rate_limited ? config_.max_rate_hz : 0);
+    streams_.rate_limited_locally = gate_.limited();
     pools_.reserve(16);
     pool_infos_.reserve(16);
+    hello_buf_.resize(wire::MessageHeader::kSize + wc::ConsumerHello::kBlockLength + 8 +
+                      config_.descriptor_request.channel.size() + config_.control_request.channel.size());
     next_hello_ns_ = now_ns;
     next_qos_ns_ = now_ns + config_.qos_period_ns;
     next_liveness_ns_ = now_ns + config_.announce_period_ns;
@@ -140,8 +160,8 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
         default:
             fresh = false;  // unknown clock domain: never guess (W-15.8-2)
     }
-    if (!fresh || epoch < highest_epoch_ || epoch == abandoned_epoch_) {  // W-10.1.1-6/-8, A-12, W-15.14-2
-        ++stats_.announces_ignored;
+    if (!fresh || epoch < highest_epoch_ || epoch == abandoned_epoch_ || shm_forbidden_) {  // W-10.1.1-6/-8, A-12,
+        ++stats_.announces_ignored;                                                          // W-15.14-2
         return;
     }
     ++stats_.announces_accepted;
@@ -162,6 +182,8 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
         pools_.clear();
         pool_infos_.clear();
         ring_region_.reset();
+        // §6.3: regions refused and a usable fallback was offered: FALLBACK; otherwise stay UNMAPPED.
+        if (!fallback_uri_.empty()) state_ = MappingState::fallback;
     };
     if (d->headerSlotBytes() != shm::kHeaderSlotBytes) {  // W-10.1.1-2
         return fail(Error::format(Errc::malformed, "announce: headerSlotBytes %u, expected 256 (W-10.1.1-2)",
@@ -199,8 +221,12 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
     epoch_ = epoch;
     state_ = MappingState::mapped;
     have_last_seq_ = false;
+    have_progress_ = false;
+    poisoned_seq_.reset();
     last_error_.clear();
     ++stats_.mappings;
+    // A new producer (epoch) knows nothing of our per-consumer streams: ask again now, not a hello period later.
+    if (config_.descriptor_request.requested() || config_.control_request.requested()) next_hello_ns_ = 0;
 }
 
 void Consumer::check_liveness(int64_t now_ns) {
@@ -220,15 +246,19 @@ void Consumer::check_liveness(int64_t now_ns) {
 }
 
 void Consumer::send_hello() {
-    uint8_t buf[wire::MessageHeader::kSize + wc::ConsumerHello::kBlockLength + 8];
     wc::ConsumerHello::Encoder e;
-    (void)e.wrap_and_apply_header(buf, sizeof buf);
+    (void)e.wrap_and_apply_header(hello_buf_.data(), hello_buf_.size());
     e.streamId(config_.stream_id).consumerId(config_.consumer_id).supportsShm(wc::Bool::TRUE);
-    e.supportsProgress(wc::Bool::FALSE).mode(wc::Mode::STREAM).maxRateHz(0);
-    e.expectedLayoutVersion(config_.expected_layout_version);
-    e.progressIntervalUs(e.progressIntervalUsNullValue()).progressBytesDelta(e.progressBytesDeltaNullValue());
-    e.progressMajorDeltaUnits(e.progressMajorDeltaUnitsNullValue()).descriptorStreamId(0).controlStreamId(0);
-    (void)control_pub_->offer(encoded(buf, e.finish()));
+    e.supportsProgress(config_.supports_progress ? wc::Bool::TRUE : wc::Bool::FALSE);
+    e.mode(config_.mode == ConsumerMode::rate_limited ? wc::Mode::RATE_LIMITED : wc::Mode::STREAM);
+    e.maxRateHz(config_.max_rate_hz).expectedLayoutVersion(config_.expected_layout_version);
+    e.progressIntervalUs(config_.progress_interval_us.value_or(e.progressIntervalUsNullValue()));
+    e.progressBytesDelta(config_.progress_bytes_delta.value_or(e.progressBytesDeltaNullValue()));
+    e.progressMajorDeltaUnits(config_.progress_major_delta_units.value_or(e.progressMajorDeltaUnitsNullValue()));
+    e.descriptorStreamId(static_cast<uint32_t>(config_.descriptor_request.stream_id));
+    e.controlStreamId(static_cast<uint32_t>(config_.control_request.stream_id));
+    e.descriptorChannel(config_.descriptor_request.channel).controlChannel(config_.control_request.channel);
+    (void)control_pub_->offer(encoded(hello_buf_.data(), e.finish()));
 }
 
 void Consumer::send_qos() {
@@ -236,7 +266,8 @@ void Consumer::send_qos() {
     wc::QosConsumer::Encoder e;
     (void)e.wrap_and_apply_header(buf, sizeof buf);
     e.streamId(config_.stream_id).consumerId(config_.consumer_id).epoch(epoch_).lastSeqSeen(stats_.last_seq);
-    e.dropsGap(stats_.drops_gap).dropsLate(stats_.drops_late).mode(wc::Mode::STREAM);
+    e.dropsGap(stats_.drops_gap).dropsLate(stats_.drops_late);
+    e.mode(config_.mode == ConsumerMode::rate_limited ? wc::Mode::RATE_LIMITED : wc::Mode::STREAM);
     (void)qos_pub_->offer(encoded(buf, e.finish()));
 }
 
@@ -244,10 +275,10 @@ int Consumer::do_work(int64_t now_ns) {
     int work = 0;
     auto announce = [&](std::span<const uint8_t> m, const transport::MessageInfo& info) { on_announce(m, info, now_ns); };
     work += announce_sub_->poll(announce, 16);
-    // Replies to our Hello (ConsumerConfig declining per-consumer streams) need no action: we stay on the shared
-    // streams (W-10.1.3-6). The subscription is still drained so it never back-pressures its publisher.
-    auto ignore = [](std::span<const uint8_t>, const transport::MessageInfo&) {};
-    work += control_sub_->poll(ignore, 64);
+    // ConsumerConfig / ControlResponse replies to our Hello; everything else on the shared control stream (other
+    // consumers' Hellos, FrameProgress read by poll_progress' own subscription) is drained and dropped here.
+    auto control = [this](std::span<const uint8_t> m, const transport::MessageInfo&) { on_control(m); };
+    work += control_sub_->poll(control, 64);
     auto on_metadata = [this](std::span<const uint8_t> m, const transport::MessageInfo&) { metadata_.on_message(m); };
     work += metadata_sub_->poll(on_metadata, 64);
     if (now_ns >= next_hello_ns_) {
@@ -267,6 +298,121 @@ int Consumer::do_work(int64_t now_ns) {
     work += hub_.do_work();
     return work;
 }
+
+// ---- replies from the producer (§10.1.3, §15.17) -----------------------------------------------------------
+
+void Consumer::on_control(std::span<const uint8_t> message) {
+    (void)wire::dispatch(message.data(), message.size(), [&](const auto& d) {
+        using D = std::decay_t<decltype(d)>;
+        if constexpr (std::is_same_v<D, wc::ConsumerConfig::Decoder>) {
+            if (d.streamId() == config_.stream_id && d.consumerId() == config_.consumer_id) on_consumer_config(d);
+        } else if constexpr (std::is_same_v<D, wc::ControlResponse::Decoder>) {
+            // no correlation id to match; the producer names the consumer at the start of the text.
+            char prefix[32];
+            const int n = std::snprintf(prefix, sizeof prefix, "consumer %u:", config_.consumer_id);
+            const std::string_view text = d.errorMessage();
+            if (n > 0 && text.substr(0, static_cast<std::size_t>(n)) == std::string_view(prefix, static_cast<std::size_t>(n))) {
+                last_response_.assign(text);
+            }
+        }
+    });
+}
+
+Status Consumer::resubscribe(std::unique_ptr<transport::Subscription>& sub, const std::string& channel, int32_t stream) {
+    if (sub && sub->channel() == channel && sub->stream_id() == stream) return {};
+    auto s = hub_.add_subscription(channel, stream);
+    if (!s) return s.error();
+    sub = std::move(*s);  // the old subscription closes here: W-5-2 "instead of" the shared stream
+    return {};
+}
+
+void Consumer::on_consumer_config(const wc::ConsumerConfig::Decoder& d) {
+    ++stats_.configs_received;
+    const Channels& ch = config_.channels;
+    // Descriptor half (W-5-2, W-10.1.3-3/-6): a grant is a non-empty channel with a non-zero stream id; anything
+    // else is the decline form (or "not requested"), and the consumer reads the shared stream.
+    const std::string_view dch = d.descriptorChannel();
+    bool granted = !dch.empty() && d.descriptorStreamId() != 0 && d.descriptorStreamId() <= INT32_MAX;
+    if (granted) {
+        const std::string channel(dch);
+        if (Status s = resubscribe(descriptor_sub_, channel, static_cast<int32_t>(d.descriptorStreamId())); !s) {
+            last_response_ = std::string("granted descriptor stream unusable: ") + s.error().message();
+            granted = false;
+        } else {
+            streams_.descriptor_channel = channel;
+            streams_.descriptor_stream_id = static_cast<int32_t>(d.descriptorStreamId());
+        }
+    }
+    if (!granted) {
+        if (config_.descriptor_request.requested()) ++stats_.stream_declines;
+        if (Status s = resubscribe(descriptor_sub_, ch.channel, ch.descriptor_stream); !s) last_error_ = s.error().message();
+        streams_.descriptor_channel.clear();
+        streams_.descriptor_stream_id = 0;
+    }
+    if (granted != streams_.per_consumer_descriptor) have_last_seq_ = false;  // another stream: no gap across it
+    streams_.per_consumer_descriptor = granted;
+
+    // Control half (W-5-6/-7): only FrameProgress moves to a granted stream; do_work() keeps the shared one.
+    const std::string_view cch = d.controlChannel();
+    bool control_granted = !cch.empty() && d.controlStreamId() != 0 && d.controlStreamId() <= INT32_MAX;
+    if (!control_granted && config_.control_request.requested()) ++stats_.stream_declines;
+    if (config_.supports_progress) {
+        if (control_granted) {
+            if (Status s = resubscribe(progress_sub_, std::string(cch), static_cast<int32_t>(d.controlStreamId())); !s) {
+                last_response_ = std::string("granted control stream unusable: ") + s.error().message();
+                control_granted = false;
+            }
+        }
+        if (!control_granted) (void)resubscribe(progress_sub_, ch.channel, ch.control_stream);
+    }
+    streams_.per_consumer_control = control_granted;
+    streams_.control_channel = control_granted ? std::string(cch) : std::string();
+    streams_.control_stream_id = control_granted ? static_cast<int32_t>(d.controlStreamId()) : 0;
+
+    // §11: a producer may force RATE_LIMITED (a GUI); the cap is ours. The producer enforces it on a granted
+    // per-consumer descriptor stream (W-5-5); on the shared stream we gate locally (W-11-2).
+    forced_rate_limited_ = d.mode() == wc::Mode::RATE_LIMITED;
+    const bool limited = (config_.mode == ConsumerMode::rate_limited || forced_rate_limited_) && !granted;
+    if (limited != gate_.limited()) gate_.set_rate(limited ? config_.max_rate_hz : 0);
+    streams_.rate_limited_locally = gate_.limited();
+    capped_stream_ = granted && (config_.mode == ConsumerMode::rate_limited || forced_rate_limited_) &&
+                     config_.max_rate_hz != 0;
+
+    // Payload fallback (§6.3, W-10.1.3-1/-2): only the schemes we know; anything else is unsupported.
+    const std::string_view fb = d.payloadFallbackUri();
+    if (fb.empty()) {
+        fallback_uri_.clear();
+    } else if (fb.starts_with("aeron:") || fb.starts_with("bridge://")) {
+        fallback_uri_.assign(fb);
+    } else {
+        fallback_uri_.clear();
+        last_response_ = "payload fallback URI with an unsupported scheme ignored (W-10.1.3-2): " + std::string(fb);
+    }
+    const bool forbid = d.useShm() == wc::Bool::FALSE;
+    if (forbid && !shm_forbidden_) {
+        shm_forbidden_ = true;
+        enter_fallback_or_unmap("the producer said not to use SHM (ConsumerConfig.useShm = FALSE)");
+    } else if (!forbid && shm_forbidden_) {
+        shm_forbidden_ = false;  // the next announce maps again (§6.3 FALLBACK -> MAPPED)
+        if (state_ == MappingState::fallback) state_ = MappingState::unmapped;
+    }
+}
+
+void Consumer::enter_fallback_or_unmap(const std::string& why) {
+    if (state_ == MappingState::mapped) unmap(why.c_str());
+    last_error_ = why;
+    highest_epoch_ = 0;  // whatever was announced before may be mapped again once SHM is allowed
+    state_ = fallback_uri_.empty() ? MappingState::unmapped : MappingState::fallback;
+    if (state_ == MappingState::unmapped) last_error_ += "; no usable payload fallback was offered";
+}
+
+bool Consumer::local_gate_rejects(int64_t ts_ns) noexcept {
+    if (gate_.allow(ts_ns)) return false;
+    ++stats_.drops_rate_limited;
+    return true;
+}
+
+// ---- frames -------------------------------------------------------------------------------------------------
 
 void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& handler) {
     auto d = wc::FrameDescriptor::Decoder::wrap(message.data(), message.size());
@@ -290,11 +436,20 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
         }
         if (seq == stats_.last_seq) return;  // a duplicate descriptor
         const uint64_t gap = seq - stats_.last_seq - 1;
-        stats_.drops_gap += gap;
+        // On a per-consumer stream the producer caps at our max_rate_hz (W-5-5), the seqs it skipped for us are
+        // rate limiting, not losses.
+        (capped_stream_ ? stats_.drops_rate_limited : stats_.drops_gap) += gap;
         if (gap > config_.max_outstanding_seq_gap) ++stats_.resyncs;
     }
     stats_.last_seq = seq;
     have_last_seq_ = true;
+    if (poisoned_seq_ == seq) {  // its FrameProgress broke W-10.2.2-7/-8/-12: the frame is dropped
+        ++stats_.drops_invalid;
+        return;
+    }
+    // §11 / W-11-4: gate on the publish timestamp when there is one, before touching SHM.
+    const bool gating = gate_.limited();
+    if (gating && !d->timestampNsIsNull() && local_gate_rejects(static_cast<int64_t>(d->timestampNs()))) return;
 
     if (const auto r = ring_.begin_read(seq, ticket_); r != shm::ReadBegin::ok) {  // W-8-26, W-10.2.1-11
         ++stats_.drops_late;
@@ -326,6 +481,10 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
         ++stats_.drops_invalid;
         return;
     }
+    if (gating && d->timestampNsIsNull()) {  // W-11-4: else the capture time, else our clock
+        const int64_t ts = contents.timestamp_ns != 0 ? static_cast<int64_t>(contents.timestamp_ns) : monotonic_ns();
+        if (local_gate_rejects(ts)) return;
+    }
     FrameView v;
     v.ticket_ = &ticket_;
     v.contents_ = &contents;
@@ -337,6 +496,84 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
     v.stats_ = &stats_;
     ++stats_.frames_accepted;
     handler(v);
+}
+
+// ---- progress (§10.2.2, A-30) -------------------------------------------------------------------------------
+
+void Consumer::on_progress(std::span<const uint8_t> message, ProgressHandler& handler) {
+    auto d = wc::FrameProgress::Decoder::wrap(message.data(), message.size());
+    if (!d || d->streamId() != config_.stream_id) return;
+    if (state_ != MappingState::mapped || d->epoch() != epoch_) {
+        ++stats_.progress_ignored;
+        return;
+    }
+    const uint64_t seq = d->seq();
+    const uint64_t filled = d->payloadBytesFilled();
+    const auto state = d->state();
+    if (state != wc::FrameProgressState::STARTED && state != wc::FrameProgressState::PROGRESS &&
+        state != wc::FrameProgressState::COMPLETE) {
+        ++stats_.progress_ignored;
+        return;
+    }
+    if ((have_last_seq_ && seq <= stats_.last_seq) || (have_progress_ && seq < progress_seq_) || poisoned_seq_ == seq) {
+        ++stats_.progress_ignored;  // the frame is already delivered, superseded, or dropped
+        return;
+    }
+    auto violate = [&] {
+        poisoned_seq_ = seq;
+        ++stats_.progress_violations;
+    };
+    if (have_progress_ && seq == progress_seq_) {
+        // W-10.2.2-8 / -12: never fewer bytes, never an earlier state, within one frame.
+        if (filled < progress_filled_ || static_cast<uint8_t>(state) < progress_state_) return violate();
+    }
+    have_progress_ = true;
+    progress_seq_ = seq;
+    progress_filled_ = filled;
+    progress_state_ = static_cast<uint8_t>(state);
+
+    // W-10.2.2-4: the slot from the ring actually mapped; A-30: the slot must hold this seq, committed or not.
+    if (progress_ticket_.begin_prefix(ring_.slot(ring_.index_of(seq)), seq) != shm::ReadBegin::ok) {
+        ++stats_.progress_ignored;
+        return;
+    }
+    auto c = progress_validator_.validate(progress_ticket_.header(), ring_.index_of(seq), pool_infos_);
+    if (!c) {
+        // A stable header that breaks a rule (e.g. an inconsistent progress unit, W-10.2.2-6) drops the frame; one
+        // copied while the slot moved on is just late.
+        if (progress_ticket_.still_valid()) violate(); else ++stats_.progress_ignored;
+        return;
+    }
+    const shm::SlotContents& contents = **c;
+    if (filled > contents.values_len_bytes) return violate();  // W-10.2.2-7
+    const shm::PayloadPoolView* pool = nullptr;
+    for (const auto& p : pools_) {
+        if (p.view.pool_id() == contents.pool_id) pool = &p.view;
+    }
+    if (pool == nullptr) return violate();
+    ProgressView v;
+    v.ticket_ = &progress_ticket_;
+    v.contents_ = &contents;
+    v.seq_ = seq;
+    v.epoch_ = epoch_;
+    v.bytes_filled_ = filled;
+    v.state_ = state;
+    // W-10.2.2-11: a prefix means something only for packed strides (payload_offset is 0 in v1.2), or when the
+    // header declares the unit it is written in (validated above, W-10.2.2-6).
+    v.layout_safe_ = contents.payload_offset == 0 &&
+                     (contents.tensor.progress_unit != shm::ProgressUnit::NONE ||
+                      shm::is_contiguous(contents.tensor, contents.resolved_strides, contents.element_bytes));
+    if (v.layout_safe_) v.prefix_ = std::span<const std::byte>(pool->payload(contents.payload_slot), filled);
+    ++stats_.progress_accepted;
+    handler(v);
+}
+
+int Consumer::poll_progress(ProgressHandler handler, int limit) {
+    if (!progress_sub_) return 0;
+    auto on_message = [&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+        on_progress(m, handler);  // other control messages fail to wrap as FrameProgress and are skipped
+    };
+    return progress_sub_->poll(on_message, limit);
 }
 
 int Consumer::poll_frames(FrameHandler handler, int limit) {

@@ -28,7 +28,8 @@ std::span<const uint8_t> encoded(const uint8_t* buf, const Result<std::size_t>& 
 // ---- FrameClaim -------------------------------------------------------------------------------------------
 
 FrameClaim::FrameClaim(FrameClaim&& o) noexcept
-    : producer_(std::exchange(o.producer_, nullptr)), payload_(o.payload_), seq_(o.seq_), pool_index_(o.pool_index_) {}
+    : producer_(std::exchange(o.producer_, nullptr)), payload_(o.payload_), seq_(o.seq_), pool_index_(o.pool_index_),
+      has_shape_(o.has_shape_) {}
 
 FrameClaim& FrameClaim::operator=(FrameClaim&& o) noexcept {
     if (this != &o) {
@@ -37,8 +38,19 @@ FrameClaim& FrameClaim::operator=(FrameClaim&& o) noexcept {
         payload_ = o.payload_;
         seq_ = o.seq_;
         pool_index_ = o.pool_index_;
+        has_shape_ = o.has_shape_;
     }
     return *this;
+}
+
+bool FrameClaim::progress(uint64_t bytes_filled) noexcept {
+    if (producer_ == nullptr || !has_shape_ || bytes_filled > payload_.size()) return false;
+    return producer_->report_progress(seq_, bytes_filled);
+}
+
+PublishResult FrameClaim::commit(const FrameOptions& options) noexcept {
+    if (producer_ == nullptr || !has_shape_) return {PublishOutcome::invalid, seq_};
+    return commit(producer_->image_shape_, options);
 }
 
 PublishResult FrameClaim::commit(const TensorShape& shape, const FrameOptions& options) noexcept {
@@ -50,8 +62,15 @@ PublishResult FrameClaim::commit(const TensorShape& shape, const FrameOptions& o
 
 void FrameClaim::abort() noexcept {
     // The slot stays IN-PROGRESS for this seq and no descriptor is sent; the next frame reuses the seq, so
-    // consumers see no gap (A-27 spirit: an unpublished frame uses up nothing).
-    if (producer_ != nullptr) std::exchange(producer_, nullptr)->claim_open_ = false;
+    // consumers see no gap (A-27 spirit: an unpublished frame uses up nothing) — unless FrameProgress already
+    // told consumers about this seq: reusing it would make its byte count go backwards (W-10.2.2-8), so the seq is
+    // used up and consumers count one gap.
+    if (producer_ != nullptr) {
+        Producer* p = std::exchange(producer_, nullptr);
+        p->claim_open_ = false;
+        if (p->claim_progress_.started) ++p->next_seq_;
+        p->claim_progress_ = {};
+    }
 }
 
 // ---- Producer ---------------------------------------------------------------------------------------------
@@ -154,7 +173,15 @@ Status Producer::open(int64_t now_ns) {
     auto meta = MetadataPublisher::create(*metadata_pub_, mc);
     if (!meta) return meta.error();
     metadata_ = std::move(*meta);
-    consumers_.reserve(64);
+    ConsumerRegistryConfig rc;
+    rc.stream_id = config_.stream_id;
+    rc.shared = config_.channels;
+    rc.stale_ns = config_.consumer_stale_ns;
+    rc.allow_per_consumer_streams = config_.allow_per_consumer_streams;
+    rc.max_per_consumer_streams = config_.max_per_consumer_streams;
+    rc.progress_min_interval_ns = config_.progress_min_interval_ns;
+    rc.progress_min_bytes = config_.progress_min_bytes;
+    registry_ = std::make_unique<ConsumerRegistry>(hub_, std::move(rc));
     next_announce_ns_ = now_ns;
     next_qos_ns_ = now_ns;
     return {};
@@ -202,7 +229,33 @@ PublishResult Producer::try_claim(uint32_t length, FrameClaim& claim) noexcept {
     claim.payload_ = std::span<std::byte>(pools_[p].region.payload_slot(index), length);
     claim.seq_ = seq;
     claim.pool_index_ = static_cast<uint32_t>(p);
+    claim.has_shape_ = false;
     claim_open_ = true;
+    return {PublishOutcome::published, seq};
+}
+
+PublishResult Producer::try_claim(const TensorShape& shape, uint32_t length, FrameClaim& claim,
+                                  const FrameOptions& options) noexcept {
+    claim.abort();
+    if (claim_open_) return {PublishOutcome::invalid, next_seq_};
+    const int p = pool_for(length);
+    if (p < 0) {
+        ++stats_.frames_no_pool;
+        return {PublishOutcome::no_pool_fits, next_seq_};
+    }
+    const uint64_t seq = next_seq_;
+    if (!prepare_image(static_cast<uint32_t>(p), seq, length, shape, options)) return {PublishOutcome::invalid, seq};
+    const uint32_t index = shm::header_index(seq, config_.header_nslots);
+    std::byte* slot = ring_.header_slot(index);
+    shm::seqlock_begin_write(slot, seq);     // W-8-23
+    shm::seqlock_store_header(slot, image_);  // the layout, for prefix readers while IN-PROGRESS
+    claim.producer_ = this;
+    claim.payload_ = std::span<std::byte>(pools_[p].region.payload_slot(index), length);
+    claim.seq_ = seq;
+    claim.pool_index_ = static_cast<uint32_t>(p);
+    claim.has_shape_ = true;
+    claim_open_ = true;
+    start_progress(seq, length, shape);
     return {PublishOutcome::published, seq};
 }
 
@@ -259,7 +312,13 @@ PublishResult Producer::commit_prepared(uint64_t seq, const FrameOptions& option
     shm::seqlock_commit(slot, seq);           // W-8-25
     ++next_seq_;
     ++stats_.frames_committed;
-    return send_descriptor(seq, options);
+    const PublishResult r = send_descriptor(seq, options);
+    if (claim_progress_.started) {
+        // COMPLETE and the descriptor both follow the commit; consumers may not rely on their order.
+        send_progress(seq, claim_progress_.length, wc::FrameProgressState::COMPLETE);
+        claim_progress_ = {};
+    }
+    return r;
 }
 
 PublishResult Producer::send_descriptor(uint64_t seq, const FrameOptions& options) noexcept {
@@ -269,15 +328,74 @@ PublishResult Producer::send_descriptor(uint64_t seq, const FrameOptions& option
     (void)e.wrap_and_apply_header(buf, sizeof buf);
     e.streamId(config_.stream_id).epoch(epoch_).seq(seq).traceId(options.trace_id);
     e.metaVersion(options.meta_version.value_or(metadata_->meta_version()));
-    e.timestampNs(options.publish_timestamp ? static_cast<uint64_t>(monotonic_ns())
+    const bool capped = registry_->has_rate_capped_streams();
+    const int64_t now = options.publish_timestamp || capped ? monotonic_ns() : 0;
+    e.timestampNs(options.publish_timestamp ? static_cast<uint64_t>(now)
                                             : wc::FrameDescriptor::Encoder::timestampNsNullValue());
     const auto n = e.finish();
+    // Consumers granted their own descriptor stream read it instead of the shared one (W-5-2); the shared stream
+    // still carries every frame for everyone else.
+    if (registry_->has_descriptor_streams()) registry_->offer_descriptor(encoded(buf, n), now);
     const transport::OfferResult r = descriptor_pub_->offer(encoded(buf, n));
     if (r.ok()) return {PublishOutcome::published, seq};
     if (r.status() == transport::OfferStatus::not_connected) return {PublishOutcome::no_subscriber, seq};
     ++stats_.descriptors_not_sent;
     return {PublishOutcome::descriptor_lost, seq};
 }
+
+// ---- FrameProgress (§10.2.2) ---------------------------------------------------------------------------------
+
+void Producer::start_progress(uint64_t seq, uint32_t length, const TensorShape& shape) noexcept {
+    claim_progress_ = {};
+    claim_progress_.seq = seq;
+    claim_progress_.length = length;
+    const ProgressPolicy& policy = registry_->progress();
+    if (!policy.enabled) return;  // W-10.2.2-14: nobody asked for progress
+    claim_progress_.started = true;
+    // "≥64 KiB or ≥N rows" (W-10.2.2-13): a row/column hint converts to bytes through the frame's progress stride,
+    // and the byte floor still applies.
+    uint64_t threshold = policy.bytes_delta;
+    if (policy.major_delta_units != 0 && shape.progress_unit != shm::ProgressUnit::NONE && shape.progress_stride_bytes != 0) {
+        threshold = std::max<uint64_t>(config_.progress_min_bytes,
+                                       std::min<uint64_t>(threshold, uint64_t{policy.major_delta_units} * shape.progress_stride_bytes));
+    }
+    claim_progress_.threshold = threshold;
+    send_progress(seq, 0, wc::FrameProgressState::STARTED);  // W-10.2.2-2: once, when acquisition starts
+}
+
+bool Producer::report_progress(uint64_t seq, uint64_t bytes_filled) noexcept {
+    ClaimProgress& cp = claim_progress_;
+    if (cp.seq != seq || bytes_filled < cp.pending) return false;  // W-10.2.2-8: never decreasing
+    cp.pending = bytes_filled;
+    if (cp.started) flush_progress(monotonic_ns());  // else nobody wanted progress when the frame was claimed
+    return true;
+}
+
+// W-10.2.2-13: at most one PROGRESS per interval on this stream, only once the count has grown by the threshold;
+// a report held back by the interval goes out when the interval ends (from here or from do_work()).
+void Producer::flush_progress(int64_t now_ns) noexcept {
+    ClaimProgress& cp = claim_progress_;
+    if (!cp.started || cp.pending < cp.reported + cp.threshold) return;
+    if (now_ns - last_progress_ns_ < registry_->progress().interval_ns) return;
+    cp.reported = cp.pending;
+    last_progress_ns_ = now_ns;
+    send_progress(cp.seq, cp.reported, wc::FrameProgressState::PROGRESS);
+}
+
+void Producer::send_progress(uint64_t seq, uint64_t bytes_filled, wc::FrameProgressState state) noexcept {
+    alignas(8) uint8_t buf[wire::MessageHeader::kSize + wc::FrameProgress::kBlockLength];
+    wc::FrameProgress::Encoder e;
+    (void)e.wrap_and_apply_header(buf, sizeof buf);
+    e.streamId(config_.stream_id).epoch(epoch_).seq(seq).payloadBytesFilled(bytes_filled).state(state);
+    const auto msg = encoded(buf, e.finish());
+    // W-5-6 / W-5-8: a consumer with its own control stream takes progress there; the shared control stream
+    // carries it for the others.
+    registry_->offer_progress(msg);
+    if (registry_->progress().on_shared) (void)control_pub_->offer(msg);
+    ++stats_.progress_sent;
+}
+
+// ---- announces, QoS, consumers ------------------------------------------------------------------------------
 
 void Producer::send_announce(int64_t now_ns) {
     for (auto& p : pools_) p.region.set_activity_timestamp(static_cast<uint64_t>(now_ns));  // W-7-3
@@ -306,40 +424,15 @@ void Producer::send_qos() {
     (void)qos_pub_->offer(encoded(buf, e.finish()));
 }
 
-void Producer::on_consumer_seen(uint32_t consumer_id, int64_t now_ns, bool supports_progress, bool is_hello) {
-    for (auto& c : consumers_) {
-        if (c.consumer_id == consumer_id) {
-            c.last_seen_ns = now_ns;
-            if (is_hello) c.supports_progress = supports_progress;
-            return;
-        }
-    }
-    if (consumers_.size() < 4096) consumers_.push_back(TrackedConsumer{consumer_id, now_ns, supports_progress});
-}
-
 int Producer::poll_control(int64_t now_ns) {
     int work = 0;
     auto on_message = [&](std::span<const uint8_t> m, const transport::MessageInfo&) {
         (void)wire::dispatch(m.data(), m.size(), [&](const auto& d) {
             using D = std::decay_t<decltype(d)>;
             if constexpr (std::is_same_v<D, wc::ConsumerHello::Decoder>) {
-                if (d.streamId() != config_.stream_id) return;
-                on_consumer_seen(d.consumerId(), now_ns, d.supportsProgress() == wc::Bool::TRUE, true);
-                // Per-consumer streams are not offered by this producer yet: every request, valid or half-filled,
-                // is declined with empty channels and stream id 0, and the consumer stays on the shared stream
-                // (W-5-9, W-10.1.2-4/-7, W-10.1.3-5).
-                const bool asked = !d.descriptorChannel().empty() || d.descriptorStreamId() != 0 ||
-                                   !d.controlChannel().empty() || d.controlStreamId() != 0;
-                if (asked) {
-                    uint8_t buf[wire::MessageHeader::kSize + wc::ConsumerConfig::kBlockLength + 3 * 4];
-                    wc::ConsumerConfig::Encoder e;
-                    (void)e.wrap_and_apply_header(buf, sizeof buf);
-                    e.streamId(config_.stream_id).consumerId(d.consumerId()).useShm(wc::Bool::TRUE).mode(d.mode());
-                    e.descriptorStreamId(0).controlStreamId(0);
-                    (void)control_pub_->offer(encoded(buf, e.finish()));
-                }
+                if (d.streamId() == config_.stream_id) registry_->on_hello(d, now_ns, *control_pub_);
             } else if constexpr (std::is_same_v<D, wc::QosConsumer::Decoder>) {
-                if (d.streamId() == config_.stream_id) on_consumer_seen(d.consumerId(), now_ns, false, false);
+                if (d.streamId() == config_.stream_id) registry_->on_qos(d.consumerId(), now_ns);
             }
         });
         ++work;
@@ -362,9 +455,11 @@ int Producer::do_work(int64_t now_ns) {
         next_qos_ns_ = now_ns + config_.qos_period_ns;
         ++work;
     }
-    // W-5-3 / W-5-4: a consumer heard from neither by Hello nor by QoS for the stale time is gone.
-    std::erase_if(consumers_, [&](const TrackedConsumer& c) { return now_ns - c.last_seen_ns > config_.consumer_stale_ns; });
-    stats_.consumers = consumers_.size();
+    // W-5-3 / W-5-4: a consumer heard from neither by Hello nor by QoS for the stale time is gone, and so are
+    // its per-consumer streams.
+    work += registry_->expire(now_ns);
+    stats_.consumers = registry_->stats().consumers;
+    if (claim_open_) flush_progress(now_ns);
     work += hub_.do_work();
     return work;
 }

@@ -1,5 +1,7 @@
 #include "tensorpool/shm/slot_image.hpp"
 
+#include <algorithm>
+
 #include "tensorpool/shm/seqlock.hpp"
 #include "tensorpool/wire/message_header.hpp"
 
@@ -325,6 +327,19 @@ Result<const SlotContents*> SlotValidator::validate(const SlotImage& image, std:
     std::memcpy(tensor_bytes_.data(), tensor, tensor_bytes_.size());
     have_ = true;
     return &last_;
+}
+
+bool is_contiguous(const TensorShape& shape, const std::array<std::int64_t, kMaxDims>& resolved,
+                   std::uint32_t element_bytes) noexcept {
+    const std::size_t n = std::min<std::size_t>(shape.ndims, kMaxDims);
+    const bool row = shape.major_order == MajorOrder::ROW;
+    std::int64_t expected = element_bytes;
+    for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t i = row ? n - 1 - k : k;
+        if (resolved[i] != expected) return false;
+        expected *= shape.dims[i] > 0 ? shape.dims[i] : 1;
+    }
+    return true;
 }
 
 }  // namespace tensorpool::shm

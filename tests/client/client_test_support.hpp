@@ -376,6 +376,12 @@ struct ProducerShared {
     std::atomic<uint64_t> descriptors_not_sent{0};
     std::atomic<uint64_t> announces_sent{0};
     std::atomic<uint64_t> not_published{0};  // committed but the descriptor was not sent
+    std::atomic<uint64_t> progress_sent{0};
+    std::atomic<uint64_t> streams_granted{0};  // per-consumer streams open now
+    std::atomic<uint64_t> grants{0};
+    std::atomic<uint64_t> declines{0};
+    std::atomic<uint64_t> streams_closed{0};
+    std::atomic<uint64_t> descriptors_rate_capped{0};
     std::atomic<uint64_t> errors{0};
     std::atomic<int64_t> last_loop_ns{0};  // CLOCK_MONOTONIC at the start of the child's latest loop turn
     SharedText<512> error;
@@ -425,6 +431,13 @@ inline int producer_main(const ProducerChild& pc, ProducerShared& sh) {
         sh.frames_no_pool.store(st.frames_no_pool, std::memory_order_relaxed);
         sh.descriptors_not_sent.store(st.descriptors_not_sent, std::memory_order_relaxed);
         sh.announces_sent.store(st.announces_sent, std::memory_order_relaxed);
+        sh.progress_sent.store(st.progress_sent, std::memory_order_relaxed);
+        const ConsumerRegistryStats& rs = p.consumers().stats();
+        sh.streams_granted.store(rs.streams_granted, std::memory_order_relaxed);
+        sh.grants.store(rs.grants, std::memory_order_relaxed);
+        sh.declines.store(rs.declines, std::memory_order_relaxed);
+        sh.streams_closed.store(rs.streams_closed, std::memory_order_relaxed);
+        sh.descriptors_rate_capped.store(rs.descriptors_rate_capped, std::memory_order_relaxed);
         sh.published.store(p.next_seq(), std::memory_order_release);
     };
     while (sh.stop.load(std::memory_order_acquire) == 0) {
@@ -499,7 +512,13 @@ struct ConsumerShared {
     std::atomic<uint64_t> last_seq{0};
     std::atomic<uint64_t> mapped_epoch{0};
     std::atomic<int> state{0};
+    std::atomic<uint64_t> drops_rate_limited{0};
+    std::atomic<uint64_t> configs_received{0};
+    std::atomic<uint64_t> stream_declines{0};
+    std::atomic<int> per_consumer_descriptor{0};
+    std::atomic<int> rate_limited_locally{0};
     SharedText<512> last_error;
+    SharedText<512> last_response;
 
     // Probe: the parent bumps probe_request; the child answers with how many of its /proc/self/maps lines map
     // any of ConsumerChild::probe_paths, then sets probe_answered = probe_request.
@@ -551,6 +570,14 @@ inline void mirror_consumer(const Consumer& c, ConsumerShared& sh, std::string& 
     sh.mapping_failures.store(st.mapping_failures, std::memory_order_relaxed);
     sh.last_seq.store(st.last_seq, std::memory_order_relaxed);
     sh.mapped_epoch.store(c.mapped_epoch(), std::memory_order_relaxed);
+    sh.drops_rate_limited.store(st.drops_rate_limited, std::memory_order_relaxed);
+    sh.configs_received.store(st.configs_received, std::memory_order_relaxed);
+    sh.stream_declines.store(st.stream_declines, std::memory_order_relaxed);
+    sh.per_consumer_descriptor.store(c.streams().per_consumer_descriptor ? 1 : 0, std::memory_order_relaxed);
+    sh.rate_limited_locally.store(c.streams().rate_limited_locally ? 1 : 0, std::memory_order_relaxed);
+    if (st.configs_received != 0 && sh.last_response.version.load() == 0 && !c.last_control_response().empty()) {
+        sh.last_response.set(c.last_control_response());
+    }
     if (c.last_mapping_error() != last_error) {
         last_error = c.last_mapping_error();
         sh.last_error.set(last_error);

@@ -1,5 +1,5 @@
-// The control plane between producer and consumers: per-consumer stream requests are declined (this producer
-// offers none), and the producer tracks live consumers and forgets dead ones after the stale time.
+// The control plane between producer and consumers: per-consumer stream requests are validated, granted or
+// declined with a reason, and the producer tracks live consumers and forgets dead ones after the stale time.
 #include <gtest/gtest.h>
 
 #include "client_test_support.hpp"
@@ -43,16 +43,25 @@ struct ConfigReply {
     uint32_t descriptor_stream_id = 0;
     uint32_t control_stream_id = 0;
     std::string payload_fallback_uri, descriptor_channel, control_channel;
+    std::vector<std::pair<wc::ResponseCode, std::string>> responses;  // ControlResponses naming this consumer
 };
 
-// Polls the control stream for a ConsumerConfig addressed to `consumer_id` (A-38: matched on stream + consumer).
+// Polls the control stream for the ConsumerConfig addressed to `consumer_id` (A-38: matched on stream + consumer)
+// and the ControlResponses that name it (A-23: they carry no correlation id), until `settle` after the config.
 std::optional<ConfigReply> await_config(transport::Subscription& sub, uint32_t consumer_id,
-                                        std::chrono::milliseconds timeout) {
+                                        std::chrono::milliseconds timeout, std::chrono::milliseconds settle = 200ms) {
     std::optional<ConfigReply> reply;
-    const auto deadline = Clock::now() + timeout;
-    while (!reply && Clock::now() < deadline) {
+    std::vector<std::pair<wc::ResponseCode, std::string>> responses;
+    const std::string prefix = "consumer " + std::to_string(consumer_id) + ":";
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
         const int n = sub.poll(
             [&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+                if (auto r = wc::ControlResponse::Decoder::wrap(m.data(), m.size())) {
+                    const std::string text(r->errorMessage());
+                    if (text.starts_with(prefix)) responses.emplace_back(r->code(), text);
+                    return;
+                }
                 auto d = wc::ConsumerConfig::Decoder::wrap(m.data(), m.size());
                 if (!d || d->consumerId() != consumer_id || reply) return;
                 ConfigReply r;
@@ -65,20 +74,25 @@ std::optional<ConfigReply> await_config(transport::Subscription& sub, uint32_t c
                 r.descriptor_channel = d->descriptorChannel();
                 r.control_channel = d->controlChannel();
                 reply = r;
+                deadline = std::min(deadline, Clock::now() + settle);
             },
             32);
         if (n == 0) pause_for(100us);
     }
+    if (reply) reply->responses = responses;
     return reply;
 }
 
 }  // namespace
 
-// W-5-1, W-5-9, W-10.1.2-2..-7, W-10.1.3-3..-6, A-24, A-38, §6.5: every request for a per-consumer descriptor or
-// control stream — complete, or half-filled (channel without stream id, stream id without channel) — is answered
-// with a ConsumerConfig that declines it: empty channels and stream ids 0; a Hello for another stream gets no
-// answer; and the consumer whose request was declined stays on the shared descriptor stream and keeps receiving.
-TEST(ClientControl, PerConsumerStreamRequestsAreDeclinedAndTheConsumerStaysOnTheSharedStream) {
+// W-5-1, W-5-6, W-5-9, W-10.1.2-2..-7, W-10.1.3-3..-6, §15.17, A-23, A-24, A-38, §6.5: the producer validates every
+// request for a per-consumer descriptor or control stream. A complete one on a usable channel is granted (the
+// ConsumerConfig names channel and stream); half-filled ones are INVALID_PARAMS, a shared stream's id or a channel
+// the transport cannot open is INVALID_PARAMS, a stream already granted to another consumer is REJECTED — each
+// declined half answered with an empty channel and stream id 0 plus a ControlResponse that says why. A Hello for
+// another stream gets no answer; and a real consumer whose request is declined stays on the shared stream, keeps
+// receiving, and knows why.
+TEST(ClientControl, PerConsumerStreamRequestsAreValidatedGrantedOrDeclinedWithAReason) {
     constexpr uint32_t kRealConsumerId = 4242;
     BusRoot bus;
     TempDir shm_dir("/dev/shm");
@@ -89,6 +103,7 @@ TEST(ClientControl, PerConsumerStreamRequestsAreDeclinedAndTheConsumerStaysOnThe
     pc.pace_us = 2000;
     ConsumerConfig ccfg = test_consumer_config(shm_dir.path());
     ccfg.consumer_id = kRealConsumerId;
+    ccfg.descriptor_request = {"ipc:tensorpool", 1001};  // the announce stream: must be declined
     ConsumerChild cc(bus.options(), ccfg);
 
     Processes procs;
@@ -103,18 +118,31 @@ TEST(ClientControl, PerConsumerStreamRequestsAreDeclinedAndTheConsumerStaysOnThe
     ASSERT_TRUE(wait_until([&] { return cons->good.load() > 10; }, 10s)) << describe(*cons);
     EXPECT_EQ(cons->consumer_id.load(), kRealConsumerId);
 
+    using RC = wc::ResponseCode;
+    const std::string ch = "ipc:tensorpool-percons";
     struct Case {
         const char* what;
         HelloRequest hello;
+        std::string descriptor_channel;  // expected in the ConsumerConfig
+        uint32_t descriptor_stream;
+        std::string control_channel;
+        uint32_t control_stream;
+        std::vector<RC> codes;  // expected ControlResponses, in order
     };
     const std::vector<Case> cases = {
-        {"a complete per-consumer descriptor stream request (from the running consumer)",
-         {10000, kRealConsumerId, "ipc:tensorpool-percons", 2001, "", 0}},
-        {"descriptor channel without stream id (W-10.1.2-3/-4)", {10000, 5001, "ipc:tensorpool-percons", 0, "", 0}},
-        {"descriptor stream id without channel (W-10.1.2-2, W-10.1.3-4)", {10000, 5002, "", 2002, "", 0}},
-        {"a complete per-consumer control stream request", {10000, 5003, "", 0, "ipc:tensorpool-percons", 2003}},
-        {"control channel without stream id (W-10.1.2-6/-7)", {10000, 5004, "", 0, "ipc:tensorpool-percons", 0}},
-        {"both streams requested", {10000, 5005, "ipc:tensorpool-percons", 2005, "ipc:tensorpool-percons", 2006}},
+        {"descriptor channel without stream id (W-10.1.2-3/-4)", {10000, 5001, ch, 0, "", 0}, "", 0, "", 0,
+         {RC::INVALID_PARAMS}},
+        {"descriptor stream id without channel (W-10.1.2-2, W-10.1.3-4)", {10000, 5002, "", 2002, "", 0}, "", 0, "", 0,
+         {RC::INVALID_PARAMS}},
+        {"a complete control stream request: granted (W-5-6)", {10000, 5003, "", 0, ch, 2003}, "", 0, ch, 2003, {}},
+        {"control channel without stream id (W-10.1.2-6/-7)", {10000, 5004, "", 0, ch, 0}, "", 0, "", 0,
+         {RC::INVALID_PARAMS}},
+        {"both streams requested: both granted (W-5-1)", {10000, 5005, ch, 2005, ch, 2006}, ch, 2005, ch, 2006, {}},
+        {"a stream another consumer holds: REJECTED", {10000, 5006, ch, 2005, "", 0}, "", 0, "", 0, {RC::REJECTED}},
+        {"a shared stream's id (metadata, 1300)", {10000, 5007, ch, 1300, "", 0}, "", 0, "", 0, {RC::INVALID_PARAMS}},
+        {"a channel the transport cannot open", {10000, 5008, "nonsense:channel", 2008, "", 0}, "", 0, "", 0,
+         {RC::INVALID_PARAMS}},
+        {"one half granted, the other declined", {10000, 5009, ch, 2009, ch, 0}, ch, 2009, "", 0, {RC::INVALID_PARAMS}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.what);
@@ -124,19 +152,28 @@ TEST(ClientControl, PerConsumerStreamRequestsAreDeclinedAndTheConsumerStaysOnThe
         const auto reply = await_config(**sub, c.hello.consumer_id, 5s);
         ASSERT_TRUE(reply.has_value()) << "no ConsumerConfig for consumer " << c.hello.consumer_id;
         EXPECT_EQ(reply->stream_id, 10000u);
-        EXPECT_EQ(reply->descriptor_channel, "");
-        EXPECT_EQ(reply->descriptor_stream_id, 0u);
-        EXPECT_EQ(reply->control_channel, "");
-        EXPECT_EQ(reply->control_stream_id, 0u);
+        EXPECT_EQ(reply->descriptor_channel, c.descriptor_channel);
+        EXPECT_EQ(reply->descriptor_stream_id, c.descriptor_stream);
+        EXPECT_EQ(reply->control_channel, c.control_channel);
+        EXPECT_EQ(reply->control_stream_id, c.control_stream);
         EXPECT_EQ(reply->use_shm, wc::Bool::TRUE);
+        EXPECT_EQ(reply->mode, wc::Mode::STREAM);
         EXPECT_EQ(reply->payload_fallback_uri, "");
+        ASSERT_EQ(reply->responses.size(), c.codes.size());
+        for (std::size_t i = 0; i < c.codes.size(); ++i) {
+            EXPECT_EQ(reply->responses[i].first, c.codes[i]) << reply->responses[i].second;
+            EXPECT_FALSE(reply->responses[i].second.empty());
+        }
     }
 
     // A Hello for another stream is not this producer's business.
-    ASSERT_TRUE((*pub)->offer(encode_hello({10001, 5100, "ipc:tensorpool-percons", 2100, "", 0})).ok());
+    ASSERT_TRUE((*pub)->offer(encode_hello({10001, 5100, ch, 2100, "", 0})).ok());
     EXPECT_FALSE(await_config(**sub, 5100, 500ms).has_value());
 
-    // W-10.1.3-6: declined, the consumer stays on the shared stream and keeps receiving.
+    // W-10.1.3-6: declined, the real consumer stays on the shared stream, keeps receiving and knows why.
+    EXPECT_GT(cons->stream_declines.load(), 0u);
+    EXPECT_EQ(cons->per_consumer_descriptor.load(), 0);
+    EXPECT_NE(cons->last_response.get().find("shared streams"), std::string::npos) << cons->last_response.get();
     const uint64_t before = cons->good.load();
     EXPECT_TRUE(wait_until([&] { return cons->good.load() >= before + 20; }, 10s)) << describe(*cons);
 
@@ -146,6 +183,9 @@ TEST(ClientControl, PerConsumerStreamRequestsAreDeclinedAndTheConsumerStaysOnThe
     EXPECT_EQ(procs.wait(consumer, 30), ChildResult::ok());
     EXPECT_EQ(prod->errors.load(), 0u) << prod->error.get();
     EXPECT_EQ(cons->bad(), 0u) << describe(*cons);
+    // Granted: 5003 (control), 5005 (both), 5009 (descriptor); none of the raw "consumers" ever spoke again, but
+    // the default stale time (5 s) has not passed.
+    EXPECT_EQ(prod->grants.load(), 4u);
 }
 
 // W-5-3, W-5-4, W-10.1.3-7, A-26: the producer counts each live consumer (kept alive by its Hello/QoS), never

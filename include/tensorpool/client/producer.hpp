@@ -5,6 +5,10 @@
 // frames with offer() (copy) or try_claim()/commit() (zero-copy, write straight into the payload slot). A frame
 // that no pool fits is dropped and counted, never blocks (W-9-4). Publishing allocates nothing, takes no lock
 // and makes no system call beyond the transport's own (none for `ipc`).
+//
+// Consumers that ask for per-consumer descriptor/control streams get them when the request is valid (see
+// ConsumerRegistry); consumers that support progress get FrameProgress for frames claimed with a shape
+// (try_claim(shape, length, claim)) while the application reports how far it has written (FrameClaim::progress).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +19,7 @@
 #include <vector>
 
 #include "tensorpool/client/channels.hpp"
+#include "tensorpool/client/consumer_registry.hpp"
 #include "tensorpool/client/metadata_publisher.hpp"
 #include "tensorpool/common/result.hpp"
 #include "tensorpool/shm/region_writer.hpp"
@@ -40,7 +45,11 @@ struct ProducerConfig {
     Channels channels;
     int64_t announce_period_ns = 1'000'000'000;  // ShmPoolAnnounce, activity timestamp (W-15.11-2)
     int64_t qos_period_ns = 1'000'000'000;
-    int64_t consumer_stale_ns = 5'000'000'000;   // no Hello/QoS for this long: the consumer is gone (W-5-4)
+    int64_t consumer_stale_ns = 5'000'000'000;   // no Hello/QoS for this long: the consumer is gone (W-5-4, A-26)
+    bool allow_per_consumer_streams = true;      // grant valid per-consumer stream requests (W-5-1, W-5-6)
+    uint32_t max_per_consumer_streams = 64;      // beyond this, requests are declined with REJECTED
+    int64_t progress_min_interval_ns = 250'000;  // FrameProgress floors: consumer hints never go below (W-10.2.2-15)
+    uint32_t progress_min_bytes = 64 * 1024;
     uint64_t epoch = 0;                          // 0: CLOCK_REALTIME ns, which grows across restarts
     shm::CreateOptions create;
     bool remove_regions_on_close = true;         // unlink the epoch directory when the producer is destroyed
@@ -73,7 +82,8 @@ struct ProducerStats {
     uint64_t frames_no_pool = 0;
     uint64_t descriptors_not_sent = 0;
     uint64_t announces_sent = 0;
-    uint64_t consumers = 0;  // currently tracked (not stale)
+    uint64_t progress_sent = 0;  // FrameProgress messages (STARTED, PROGRESS, COMPLETE) offered
+    uint64_t consumers = 0;      // currently tracked (not stale); details in Producer::consumers().stats()
 };
 
 class Producer;
@@ -93,6 +103,12 @@ public:
     std::span<std::byte> payload() const noexcept { return payload_; }
     uint64_t seq() const noexcept { return seq_; }
     bool active() const noexcept { return producer_ != nullptr; }
+    // Reports that bytes [0, bytes_filled) of payload() are written and final (FrameProgress, §10.2.2). Only for
+    // a claim made with a shape; never decreasing and at most payload().size() (W-10.2.2-7/-8), else false and
+    // nothing is sent. Throttled to the consumers' merged hints; a no-op while no consumer supports progress.
+    bool progress(uint64_t bytes_filled) noexcept;
+    // Commits with the shape given to try_claim(shape, ...), or with `shape` (which replaces it).
+    PublishResult commit(const FrameOptions& options = {}) noexcept;
     PublishResult commit(const TensorShape& shape, const FrameOptions& options = {}) noexcept;
     void abort() noexcept;
 
@@ -102,6 +118,7 @@ private:
     std::span<std::byte> payload_;
     uint64_t seq_ = 0;
     uint32_t pool_index_ = 0;
+    bool has_shape_ = false;  // the slot header already holds the frame's layout (claimed with a shape)
 };
 
 class Producer {
@@ -119,6 +136,11 @@ public:
     // Claims a payload slot of at least `length` bytes for a zero-copy write; on failure the claim is inactive
     // and the result says why (no_pool_fits).
     PublishResult try_claim(uint32_t length, FrameClaim& claim) noexcept;
+    // As above, and writes the frame's header (layout, values_len = length) into the slot at once, so consumers
+    // that support progress can read a prefix while the payload is being written (W-10.2.2-11, A-30); sends
+    // FrameProgress STARTED when some consumer supports progress.
+    PublishResult try_claim(const TensorShape& shape, uint32_t length, FrameClaim& claim,
+                            const FrameOptions& options = {}) noexcept;
 
     uint32_t stream_id() const noexcept { return config_.stream_id; }
     uint64_t epoch() const noexcept { return epoch_; }
@@ -129,6 +151,8 @@ public:
     // The data source's name, summary, attributes and blobs (DataSourceAnnounce, DataSourceMeta, MetaBlob*),
     // sent on the metadata stream by do_work(); frames are stamped with its meta_version unless told otherwise.
     MetadataPublisher& metadata() noexcept { return *metadata_; }
+    // The consumers heard from, their per-consumer streams and the FrameProgress policy merged from their hints.
+    const ConsumerRegistry& consumers() const noexcept { return *registry_; }
 
 private:
     friend class FrameClaim;
@@ -137,10 +161,15 @@ private:
         shm::WritableRegion region;
         std::string uri;
     };
-    struct TrackedConsumer {
-        uint32_t consumer_id = 0;
-        int64_t last_seen_ns = 0;
-        bool supports_progress = false;
+    // FrameProgress of the open claim (§10.2.2): STARTED sent, how far the application says it has written and how
+    // far consumers were told.
+    struct ClaimProgress {
+        bool started = false;
+        uint64_t seq = 0;
+        uint64_t length = 0;
+        uint64_t pending = 0;
+        uint64_t reported = 0;
+        uint64_t threshold = 0;  // bytes between PROGRESS messages for this frame
     };
 
     Producer(transport::TransportHub& hub, ProducerConfig config);
@@ -152,10 +181,13 @@ private:
                        const FrameOptions& options) noexcept;
     PublishResult commit_prepared(uint64_t seq, const FrameOptions& options) noexcept;
     PublishResult send_descriptor(uint64_t seq, const FrameOptions& options) noexcept;
+    void start_progress(uint64_t seq, uint32_t length, const TensorShape& shape) noexcept;
+    bool report_progress(uint64_t seq, uint64_t bytes_filled) noexcept;
+    void flush_progress(int64_t now_ns) noexcept;
+    void send_progress(uint64_t seq, uint64_t bytes_filled, wire::control::FrameProgressState state) noexcept;
     void send_announce(int64_t now_ns);
     void send_qos();
     int poll_control(int64_t now_ns);
-    void on_consumer_seen(uint32_t consumer_id, int64_t now_ns, bool supports_progress, bool is_hello);
 
     transport::TransportHub& hub_;
     ProducerConfig config_;
@@ -173,7 +205,9 @@ private:
     std::unique_ptr<MetadataPublisher> metadata_;
     std::unique_ptr<transport::Subscription> control_sub_;
     std::unique_ptr<transport::Subscription> qos_sub_;
-    std::vector<TrackedConsumer> consumers_;
+    std::unique_ptr<ConsumerRegistry> registry_;
+    ClaimProgress claim_progress_;
+    int64_t last_progress_ns_ = 0;  // the last PROGRESS on this stream (the interval is per stream)
     std::vector<uint8_t> announce_buf_;  // sized in open(): announcing never allocates
     int64_t next_announce_ns_ = 0;
     int64_t next_qos_ns_ = 0;

@@ -107,6 +107,22 @@ public:
         return ReadBegin::ok;
     }
 
+    // For FrameProgress prefix reads (W-10.2.2-5, A-30): accepts the slot while `seq` is still being written
+    // (either LSB) and copies the header; still_valid() then proves the slot was not handed to a newer seq while
+    // the prefix was read, whether or not the frame was committed meanwhile. The bytes below the producer's
+    // payload_bytes_filled are final once reported, so a commit in between does not tear them.
+    ReadBegin begin_prefix(const std::byte* slot, std::uint64_t seq) noexcept {
+        const std::uint64_t c1 = seqlock_detail::word(slot).load(std::memory_order_acquire);
+        if ((c1 >> 1) != seq) {
+            slot_ = nullptr;
+            c1_ = c1;
+            return (c1 >> 1) < seq ? ReadBegin::stale : ReadBegin::overwritten;
+        }
+        copy(slot, c1);
+        same_mask_ = ~std::uint64_t{1};
+        return ReadBegin::ok;
+    }
+
     // The seq the slot held at the last begin(), whatever its outcome: after `overwritten`, proof that the
     // producer has reached at least this seq.
     std::uint64_t observed_seq() const noexcept { return c1_ >> 1; }
@@ -132,13 +148,14 @@ public:
     bool still_valid() const noexcept {
         if (slot_ == nullptr) return false;
         std::atomic_thread_fence(std::memory_order_acquire);  // payload loads above stay above the reload
-        return seqlock_detail::word(slot_).load(std::memory_order_acquire) == c1_;
+        return ((seqlock_detail::word(slot_).load(std::memory_order_acquire) ^ c1_) & same_mask_) == 0;
     }
 
 private:
     void copy(const std::byte* slot, std::uint64_t c1) noexcept {
         slot_ = slot;
         c1_ = c1;
+        same_mask_ = ~std::uint64_t{0};  // a committed read: the whole word must be unchanged
         std::memcpy(copy_.data(), &c1, 8);
         for (std::size_t w = seqlock_detail::kFirstBodyWord; w < seqlock_detail::kWords; ++w) {
             const std::uint64_t v = seqlock_detail::word(slot + w * 8).load(std::memory_order_relaxed);
@@ -148,6 +165,7 @@ private:
 
     const std::byte* slot_ = nullptr;
     std::uint64_t c1_ = 0;
+    std::uint64_t same_mask_ = ~std::uint64_t{0};  // the bits of the commit word still_valid() compares
     SlotImage copy_;
 };
 

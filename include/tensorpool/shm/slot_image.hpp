@@ -125,4 +125,10 @@ private:
 Status resolve_strides(const TensorShape& shape, std::array<std::int64_t, kMaxDims>& resolved,
                        std::uint64_t& extent_bytes);
 
+// True when the resolved strides are exactly the contiguous ones for the major order (every element packed, the
+// innermost dimension one element apart): then the first N payload bytes are the first N bytes of the tensor, and
+// a FrameProgress prefix is layout-safe (W-10.2.2-11).
+bool is_contiguous(const TensorShape& shape, const std::array<std::int64_t, kMaxDims>& resolved,
+                   std::uint32_t element_bytes) noexcept;
+
 }  // namespace tensorpool::shm
