@@ -389,7 +389,8 @@ void Consumer::on_consumer_config(const wc::ConsumerConfig::Decoder& d) {
         last_response_ = "payload fallback URI with an unsupported scheme ignored (W-10.1.3-2): " + std::string(fb);
     }
     const bool forbid = d.useShm() == wc::Bool::FALSE;
-    if (forbid && !shm_forbidden_) {
+    const MappingState forbidden_state = fallback_uri_.empty() ? MappingState::unmapped : MappingState::fallback;
+    if (forbid && (!shm_forbidden_ || state_ != forbidden_state)) {
         shm_forbidden_ = true;
         enter_fallback_or_unmap("the producer said not to use SHM (ConsumerConfig.useShm = FALSE)");
     } else if (!forbid && shm_forbidden_) {
