@@ -1,11 +1,14 @@
 #include "ipc_files.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <climits>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -187,30 +190,50 @@ std::string log_file_name(int32_t session_id) { return "pub-" + std::to_string(s
 
 Result<shm::Mapping> create_log(const StreamDir& dir, int32_t session_id, std::size_t term_bytes, uint64_t pid,
                                 bool prefault) {
+    // Built complete under a temporary name that carries our pid (so the sweep can remove it if we die here),
+    // then link()ed to its final name: nobody ever finds a pub-<session>.log without a full header.
     const std::string name = log_file_name(session_id);
+    const std::string tmp = name + ".tmp." + std::to_string(pid);
     const std::size_t size = kLogHeaderBytes + term_bytes;
-    shm::UniqueFd fd(::openat(dir.fd.get(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    ::unlinkat(dir.fd.get(), tmp.c_str(), 0);  // a leftover of an earlier process with our pid
+    shm::UniqueFd fd(::openat(dir.fd.get(), tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd.valid()) {
-        return Error::format(Errc::io, "ipc bus: cannot create %s/%s: %s", dir.path.c_str(), name.c_str(), std::strerror(errno));
+        return Error::format(Errc::io, "ipc bus: cannot create %s/%s: %s", dir.path.c_str(), tmp.c_str(), std::strerror(errno));
     }
+    auto fail = [&](Error e) {
+        ::unlinkat(dir.fd.get(), tmp.c_str(), 0);
+        return e;
+    };
     if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
-        const int e = errno;
-        ::unlinkat(dir.fd.get(), name.c_str(), 0);
-        return Error::format(Errc::io, "ipc bus: cannot size %s/%s to %zu bytes: %s", dir.path.c_str(), name.c_str(),
-                             size, std::strerror(e));
+        return fail(Error::format(Errc::io, "ipc bus: cannot size %s/%s to %zu bytes: %s", dir.path.c_str(),
+                                  name.c_str(), size, std::strerror(errno)));
     }
     auto m = shm::Mapping::map(fd.get(), size, shm::MapMode::read_write, shm::MapOptions{prefault});
-    if (!m) {
-        ::unlinkat(dir.fd.get(), name.c_str(), 0);
-        return m.error();
-    }
+    if (!m) return fail(m.error());
     auto* h = reinterpret_cast<LogHeader*>(m->writable_data());
     h->layout_version = kLayoutVersion;
     h->session_id = session_id;
     h->term_bytes = term_bytes;
     h->pid = pid;
     std::atomic_ref<uint64_t>(h->magic).store(kLogMagic, std::memory_order_release);
+    if (::linkat(dir.fd.get(), tmp.c_str(), dir.fd.get(), name.c_str(), 0) != 0) {
+        return fail(Error::format(Errc::io, "ipc bus: cannot link %s/%s: %s", dir.path.c_str(), name.c_str(),
+                                  std::strerror(errno)));
+    }
+    ::unlinkat(dir.fd.get(), tmp.c_str(), 0);
     return m;
+}
+
+LogOwner log_owner(const StreamDir& dir, int32_t session_id) noexcept {
+    const std::string name = log_file_name(session_id);
+    shm::UniqueFd fd(::openat(dir.fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    if (!fd.valid()) return errno == ENOENT ? LogOwner::missing : LogOwner::unreadable;
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return LogOwner::unreadable;
+    LogHeader h;
+    if (::pread(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return LogOwner::unreadable;
+    if (h.magic != kLogMagic || h.session_id != session_id) return LogOwner::unreadable;
+    return process_is_gone(h.pid) ? LogOwner::dead : LogOwner::alive;
 }
 
 Result<shm::Mapping> open_log(const StreamDir& dir, int32_t session_id, std::size_t expected_term_bytes) {
@@ -242,6 +265,76 @@ Result<shm::Mapping> open_log(const StreamDir& dir, int32_t session_id, std::siz
 
 void unlink_log(const StreamDir& dir, int32_t session_id) noexcept {
     ::unlinkat(dir.fd.get(), log_file_name(session_id).c_str(), 0);
+}
+
+namespace {
+
+// Parses the decimal number at the start of `s` (at most `max`); returns how many characters it used, 0 if none.
+std::size_t parse_decimal(std::string_view s, uint64_t max, uint64_t& out) noexcept {
+    std::size_t i = 0;
+    uint64_t v = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9' && i < 20) {
+        v = v * 10 + static_cast<uint64_t>(s[i] - '0');
+        if (v > max) return 0;
+        ++i;
+    }
+    out = v;
+    return i;
+}
+
+}  // namespace
+
+BusFileName parse_bus_file_name(std::string_view name) noexcept {
+    BusFileName f;
+    if (name.starts_with("pub-")) {
+        uint64_t session = 0;
+        const std::size_t n = parse_decimal(name.substr(4), INT32_MAX, session);
+        if (n == 0 || (name[4] == '0' && n > 1)) return f;  // only the names log_file_name() makes
+        const std::string_view rest = name.substr(4 + n);
+        f.session_id = static_cast<int32_t>(session);
+        if (rest == ".log") {
+            f.kind = BusFileName::log;
+        } else if (rest.starts_with(".log.tmp.")) {
+            const std::string_view pid = rest.substr(9);
+            if (parse_decimal(pid, INT32_MAX, f.pid) == pid.size() && !pid.empty()) f.kind = BusFileName::log_temp;
+        }
+    } else if (name.starts_with("registry.tmp.")) {
+        const std::string_view rest = name.substr(13);
+        const std::size_t n = parse_decimal(rest, INT32_MAX, f.pid);
+        if (n != 0 && n < rest.size() && rest[n] == '.') f.kind = BusFileName::registry_temp;
+    }
+    return f;
+}
+
+std::vector<std::string> list_entries(const StreamDir& dir) noexcept {
+    std::vector<std::string> names;
+    // Our own open file description: the stream's directory descriptor may be listed by another thread.
+    const int fd = ::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return names;
+    DIR* d = ::fdopendir(fd);
+    if (d == nullptr) {
+        ::close(fd);
+        return names;
+    }
+    ::rewinddir(d);
+    try {
+        while (const dirent* e = ::readdir(d)) {
+            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+        }
+    } catch (...) {
+        names.clear();
+    }
+    ::closedir(d);
+    return names;
+}
+
+void unlink_entry(const StreamDir& dir, const std::string& name) noexcept {
+    ::unlinkat(dir.fd.get(), name.c_str(), 0);
+}
+
+bool process_is_gone(uint64_t pid) noexcept {
+    if (pid == 0 || pid > static_cast<uint64_t>(INT32_MAX)) return true;
+    return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
 }  // namespace tensorpool::transport::ipc

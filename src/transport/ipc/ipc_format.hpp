@@ -35,9 +35,13 @@ struct RegistryHeader {
 // not polled since it appeared can still drain it; then a sweep frees the slot and unlinks the log.
 enum SlotState : uint32_t { kSlotFree = 0, kSlotClaiming = 1, kSlotActive = 2, kSlotClosing = 3 };
 
+// The first 8 bytes of a slot are its "slot word": state and owner together (publisher slot: the session id;
+// subscriber slot: the pid). Every state change is a 64-bit compare-and-swap of the whole word, so an actor that
+// acts on what it saw earlier (a sweeper delayed between looking and acting) can never change a slot that has
+// been freed and claimed by someone else in the meantime: the owner half no longer matches.
 struct PublisherSlot {
-    uint32_t state;             // SlotState
-    int32_t session_id;
+    uint32_t state;             // SlotState  } the slot word
+    int32_t session_id;         //            }
     uint64_t pid;
     uint64_t start_time_ns;     // CLOCK_MONOTONIC when the publisher registered
     uint64_t term_bytes;
@@ -46,8 +50,8 @@ struct PublisherSlot {
 };
 
 struct SubscriberSlot {
-    uint32_t state;             // SlotState
-    uint32_t reserved0;
+    uint32_t state;             // SlotState        } the slot word
+    uint32_t owner;             // pid of the owner }
     uint64_t pid;
     uint64_t join_time_ns;
     uint8_t reserved[40];
@@ -101,6 +105,18 @@ inline constexpr std::size_t max_message_bytes(std::size_t term_bytes) noexcept 
 }
 
 static_assert(sizeof(RegistryHeader) == 64 && sizeof(PublisherSlot) == 64 && sizeof(SubscriberSlot) == 64);
+static_assert(offsetof(PublisherSlot, session_id) == 4 && offsetof(SubscriberSlot, owner) == 4);
+
+// Slot words (little-endian: the state is the low half).
+inline constexpr uint64_t slot_word(uint32_t state, uint32_t owner) noexcept {
+    return uint64_t{state} | uint64_t{owner} << 32;
+}
+inline constexpr uint64_t publisher_word(uint32_t state, int32_t session_id) noexcept {
+    return slot_word(state, static_cast<uint32_t>(session_id));
+}
+inline constexpr uint32_t word_state(uint64_t word) noexcept { return static_cast<uint32_t>(word); }
+inline constexpr uint32_t word_owner(uint64_t word) noexcept { return static_cast<uint32_t>(word >> 32); }
+inline constexpr int32_t word_session(uint64_t word) noexcept { return static_cast<int32_t>(word >> 32); }
 static_assert(sizeof(LogHeader) == 128 && sizeof(RecordHeader) == 16);
 
 }  // namespace tensorpool::transport::ipc

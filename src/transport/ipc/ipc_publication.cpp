@@ -39,6 +39,7 @@ Result<std::unique_ptr<IpcPublication>> IpcPublication::create(std::shared_ptr<I
     for (int attempt = 0; attempt < 8; ++attempt) {
         const int32_t session = random_session_id();
         if (stream->session_in_use(session)) continue;
+        // The log exists, complete and naming us, before we claim a slot (the sweep relies on it, ipc_stream.hpp).
         auto log = create_log(stream->dir(), session, term_bytes, pid, prefault);
         if (!log) {
             if (log.error().code() == Errc::io && attempt < 7) continue;  // e.g. a leftover file with this name
@@ -47,6 +48,7 @@ Result<std::unique_ptr<IpcPublication>> IpcPublication::create(std::shared_ptr<I
         auto slot = stream->claim_publisher_slot(session, term_bytes, monotonic_ns());
         if (!slot) {
             unlink_log(stream->dir(), session);
+            if (slot.error().code() == Errc::state && attempt < 7) continue;  // lost the slot while registering
             return slot.error();
         }
         return std::unique_ptr<IpcPublication>(new IpcPublication(std::move(stream), std::move(channel), stream_id,
@@ -76,7 +78,7 @@ IpcPublication::IpcPublication(std::shared_ptr<IpcStream> stream, std::string ch
 
 IpcPublication::~IpcPublication() {
     // The log stays for the linger time so that subscribers can drain it; a later sweep removes it.
-    stream_->close_publisher_slot(slot_);
+    stream_->close_publisher_slot(slot_, session_id_);
 }
 
 bool IpcPublication::is_connected() const noexcept {

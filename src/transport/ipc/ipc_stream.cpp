@@ -1,18 +1,18 @@
 #include "ipc_stream.hpp"
 
-#include <signal.h>
 #include <unistd.h>
-
-#include <cerrno>
 
 #include "tensorpool/common/clock.hpp"
 
 namespace tensorpool::transport::ipc {
 
-bool process_is_gone(uint64_t pid) noexcept {
-    if (pid == 0 || pid > static_cast<uint64_t>(INT32_MAX)) return true;
-    return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
-}
+namespace {
+
+constexpr int64_t kFileSweepIntervalNs = 1'000'000'000;
+
+uint32_t own_pid() noexcept { return static_cast<uint32_t>(::getpid()); }
+
+}  // namespace
 
 IpcStream::IpcStream(StreamDir dir, shm::Mapping registry, int64_t linger_ns) noexcept
     : dir_(std::move(dir)), registry_(std::move(registry)), linger_ns_(linger_ns) {
@@ -33,27 +33,33 @@ Result<std::shared_ptr<IpcStream>> IpcStream::open(const std::string& root, std:
 
 bool IpcStream::session_in_use(int32_t session_id) noexcept {
     for (uint32_t i = 0; i < kPublisherSlots; ++i) {
-        if (slot_state(pubs_[i].state).load(std::memory_order_acquire) != kSlotFree &&
-            std::atomic_ref<int32_t>(pubs_[i].session_id).load(std::memory_order_relaxed) == session_id) {
-            return true;
-        }
+        const uint64_t w = pub_word(i).load(std::memory_order_acquire);
+        if (word_state(w) != kSlotFree && word_session(w) == session_id) return true;
     }
     return false;
 }
 
 Result<uint32_t> IpcStream::claim_publisher_slot(int32_t session_id, uint64_t term_bytes, int64_t start_time_ns) {
+    const uint64_t claiming = publisher_word(kSlotClaiming, session_id);
     for (int attempt = 0; attempt < 2; ++attempt) {
         for (uint32_t i = 0; i < kPublisherSlots; ++i) {
-            uint32_t expected = kSlotFree;
-            if (!slot_state(pubs_[i].state).compare_exchange_strong(expected, kSlotClaiming, std::memory_order_acq_rel)) {
-                continue;
-            }
+            uint64_t w = pub_word(i).load(std::memory_order_acquire);
+            if (word_state(w) != kSlotFree) continue;
+            if (!pub_word(i).compare_exchange_strong(w, claiming, std::memory_order_acq_rel)) continue;
             PublisherSlot& s = pubs_[i];
-            std::atomic_ref<int32_t>(s.session_id).store(session_id, std::memory_order_relaxed);
             std::atomic_ref<uint64_t>(s.pid).store(static_cast<uint64_t>(::getpid()), std::memory_order_relaxed);
             std::atomic_ref<uint64_t>(s.start_time_ns).store(static_cast<uint64_t>(start_time_ns), std::memory_order_relaxed);
             std::atomic_ref<uint64_t>(s.term_bytes).store(term_bytes, std::memory_order_relaxed);
-            slot_state(s.state).store(kSlotActive, std::memory_order_release);
+            std::atomic_ref<uint64_t>(s.close_time_ns).store(0, std::memory_order_relaxed);
+            // Release: whoever sees the slot active sees the fields above. The CAS fails only if a sweeper found
+            // our claim abandoned, which it does only when our log is missing or names a dead process.
+            uint64_t expected = claiming;
+            if (!pub_word(i).compare_exchange_strong(expected, publisher_word(kSlotActive, session_id),
+                                                           std::memory_order_acq_rel)) {
+                return Error::format(Errc::state, "ipc bus %s: publisher slot %u of session %d was taken over while "
+                                     "registering (its log %s went missing)", dir_.path.c_str(), i, session_id,
+                                     log_file_name(session_id).c_str());
+            }
             generation().fetch_add(1, std::memory_order_acq_rel);
             return i;
         }
@@ -63,35 +69,58 @@ Result<uint32_t> IpcStream::claim_publisher_slot(int32_t session_id, uint64_t te
                          dir_.path.c_str(), kPublisherSlots);
 }
 
-void IpcStream::close_publisher_slot(uint32_t slot) noexcept {
+void IpcStream::close_publisher_slot(uint32_t slot, int32_t session_id) noexcept {
     std::atomic_ref<uint64_t>(pubs_[slot].close_time_ns).store(static_cast<uint64_t>(monotonic_ns()), std::memory_order_relaxed);
-    slot_state(pubs_[slot].state).store(kSlotClosing, std::memory_order_release);
-    generation().fetch_add(1, std::memory_order_acq_rel);
+    uint64_t expected = publisher_word(kSlotActive, session_id);
+    if (pub_word(slot).compare_exchange_strong(expected, publisher_word(kSlotClosing, session_id),
+                                                     std::memory_order_acq_rel)) {
+        generation().fetch_add(1, std::memory_order_acq_rel);
+    }
 }
 
-// A slot's pid is zeroed before the slot is freed, so a sweeper that finds a slot in kSlotClaiming with pid 0
-// knows someone is filling it in right now and leaves it alone. The slot is taken over (claiming) first, so two
-// sweepers never free it twice.
-void IpcStream::free_publisher_slot(PublisherSlot& s, uint32_t expected_state) noexcept {
-    const int32_t session = std::atomic_ref<int32_t>(s.session_id).load(std::memory_order_relaxed);
-    if (!slot_state(s.state).compare_exchange_strong(expected_state, kSlotClaiming, std::memory_order_acq_rel)) return;
+// `word` is closing(S) past its linger or an abandoned claiming(S), as the caller saw it. A closing slot is
+// taken over first (closing(S) -> claiming(S), one sweeper wins); an abandoned claim may be finished by several
+// sweepers at once, which is harmless: unlinking twice is, and only one final CAS succeeds. Neither CAS can
+// succeed on a slot that was freed and claimed again since, because the new claimer's session is in the word.
+bool IpcStream::free_publisher_slot(uint32_t i, uint64_t word) noexcept {
+    const int32_t session = word_session(word);
+    const uint64_t freeing = publisher_word(kSlotClaiming, session);
+    if (word_state(word) == kSlotClosing &&
+        !pub_word(i).compare_exchange_strong(word, freeing, std::memory_order_acq_rel)) {
+        return false;
+    }
+    // The log goes before the slot is free: a free slot never has a file left behind by its last publisher. A
+    // sweeper killed here leaves claiming(S) without a log, which the next sweep finds abandoned.
     unlink_log(dir_, session);
-    std::atomic_ref<uint64_t>(s.pid).store(0, std::memory_order_relaxed);
-    slot_state(s.state).store(kSlotFree, std::memory_order_release);
+    uint64_t expected = freeing;
+    if (!pub_word(i).compare_exchange_strong(expected, publisher_word(kSlotFree, session),
+                                                   std::memory_order_acq_rel)) {
+        return false;
+    }
     generation().fetch_add(1, std::memory_order_acq_rel);
+    return true;
 }
 
 Result<uint32_t> IpcStream::claim_subscriber_slot(int64_t join_time_ns) {
+    const uint32_t me = own_pid();
+    const uint64_t claiming = slot_word(kSlotClaiming, me);
     for (int attempt = 0; attempt < 2; ++attempt) {
         for (uint32_t i = 0; i < kSubscriberSlots; ++i) {
-            uint32_t expected = kSlotFree;
-            if (!slot_state(subs_[i].state).compare_exchange_strong(expected, kSlotClaiming, std::memory_order_acq_rel)) {
+            uint64_t w = sub_word(i).load(std::memory_order_acquire);
+            if (word_state(w) != kSlotFree) continue;
+            if (!sub_word(i).compare_exchange_strong(w, claiming, std::memory_order_acq_rel)) continue;
+            std::atomic_ref<uint64_t>(subs_[i].pid).store(me, std::memory_order_relaxed);
+            std::atomic_ref<uint64_t>(subs_[i].join_time_ns).store(static_cast<uint64_t>(join_time_ns), std::memory_order_relaxed);
+            // Counted before it is active: a sweep decrements only for active slots, so a subscriber killed in
+            // between leaves the count one too high (publishers think someone listens), never too low (publishers
+            // would refuse to send to live subscribers).
+            subscribers().fetch_add(1, std::memory_order_acq_rel);
+            uint64_t expected = claiming;
+            if (!sub_word(i).compare_exchange_strong(expected, slot_word(kSlotActive, me),
+                                                            std::memory_order_acq_rel)) {
+                subscribers().fetch_sub(1, std::memory_order_acq_rel);  // cannot happen while we live
                 continue;
             }
-            std::atomic_ref<uint64_t>(subs_[i].pid).store(static_cast<uint64_t>(::getpid()), std::memory_order_relaxed);
-            std::atomic_ref<uint64_t>(subs_[i].join_time_ns).store(static_cast<uint64_t>(join_time_ns), std::memory_order_relaxed);
-            slot_state(subs_[i].state).store(kSlotActive, std::memory_order_release);
-            subscribers().fetch_add(1, std::memory_order_acq_rel);
             return i;
         }
         if (sweep_dead() == 0) break;
@@ -101,57 +130,91 @@ Result<uint32_t> IpcStream::claim_subscriber_slot(int64_t join_time_ns) {
 }
 
 void IpcStream::release_subscriber_slot(uint32_t slot) noexcept {
-    uint32_t expected = kSlotActive;
-    if (slot_state(subs_[slot].state).compare_exchange_strong(expected, kSlotClaiming, std::memory_order_acq_rel)) {
-        std::atomic_ref<uint64_t>(subs_[slot].pid).store(0, std::memory_order_relaxed);
-        slot_state(subs_[slot].state).store(kSlotFree, std::memory_order_release);
+    uint64_t expected = slot_word(kSlotActive, own_pid());
+    if (sub_word(slot).compare_exchange_strong(expected, slot_word(kSlotFree, 0), std::memory_order_acq_rel)) {
         subscribers().fetch_sub(1, std::memory_order_acq_rel);
     }
 }
 
 int IpcStream::sweep_dead() noexcept {
-    int freed = 0;
+    int changed = 0;
     const int64_t now = monotonic_ns();
     for (uint32_t i = 0; i < kPublisherSlots; ++i) {
+        const uint64_t w = pub_word(i).load(std::memory_order_acquire);
         PublisherSlot& s = pubs_[i];
-        uint32_t state = slot_state(s.state).load(std::memory_order_acquire);
-        if (state == kSlotFree) continue;
-        if (state == kSlotClosing) {
-            const auto closed = static_cast<int64_t>(std::atomic_ref<uint64_t>(s.close_time_ns).load(std::memory_order_relaxed));
-            if (now - closed >= linger_ns_) {
-                free_publisher_slot(s, kSlotClosing);
-                ++freed;
+        switch (word_state(w)) {
+            case kSlotClosing: {
+                const auto closed = static_cast<int64_t>(std::atomic_ref<uint64_t>(s.close_time_ns).load(std::memory_order_relaxed));
+                if (now - closed >= linger_ns_ && free_publisher_slot(i, w)) ++changed;
+                break;
             }
-            continue;
+            case kSlotClaiming: {
+                // A claimer (or a sweeper freeing the slot) that is alive has its log in place, naming a live pid.
+                const LogOwner owner = log_owner(dir_, word_session(w));
+                if ((owner == LogOwner::missing || owner == LogOwner::dead) && free_publisher_slot(i, w)) ++changed;
+                break;
+            }
+            case kSlotActive: {
+                const uint64_t pid = std::atomic_ref<uint64_t>(s.pid).load(std::memory_order_relaxed);
+                if (!process_is_gone(pid)) break;
+                std::atomic_ref<uint64_t>(s.close_time_ns).store(static_cast<uint64_t>(now), std::memory_order_relaxed);
+                uint64_t expected = w;
+                if (pub_word(i).compare_exchange_strong(expected, publisher_word(kSlotClosing, word_session(w)),
+                                                              std::memory_order_acq_rel)) {
+                    generation().fetch_add(1, std::memory_order_acq_rel);
+                    ++changed;
+                }
+                break;
+            }
+            default:
+                break;
         }
-        const uint64_t pid = std::atomic_ref<uint64_t>(s.pid).load(std::memory_order_relaxed);
-        if (state == kSlotClaiming && pid == 0) continue;  // being filled in right now
-        if (!process_is_gone(pid)) continue;
-        if (state == kSlotClaiming) {  // died while registering: nothing to drain
-            free_publisher_slot(s, kSlotClaiming);
-        } else {
-            std::atomic_ref<uint64_t>(s.close_time_ns).store(static_cast<uint64_t>(now), std::memory_order_relaxed);
-            if (!slot_state(s.state).compare_exchange_strong(state, kSlotClosing, std::memory_order_acq_rel)) continue;
-            generation().fetch_add(1, std::memory_order_acq_rel);
-        }
-        ++freed;
     }
     for (uint32_t i = 0; i < kSubscriberSlots; ++i) {
-        SubscriberSlot& s = subs_[i];
-        uint32_t state = slot_state(s.state).load(std::memory_order_acquire);
-        if (state == kSlotFree) continue;
-        const uint64_t pid = std::atomic_ref<uint64_t>(s.pid).load(std::memory_order_relaxed);
-        if (state == kSlotClaiming && pid == 0) continue;
-        if (!process_is_gone(pid)) continue;
-        const uint32_t was = state;
-        if (slot_state(s.state).compare_exchange_strong(state, kSlotClaiming, std::memory_order_acq_rel)) {
-            std::atomic_ref<uint64_t>(s.pid).store(0, std::memory_order_relaxed);
-            slot_state(s.state).store(kSlotFree, std::memory_order_release);
-            if (was == kSlotActive) subscribers().fetch_sub(1, std::memory_order_acq_rel);
-            ++freed;
+        uint64_t w = sub_word(i).load(std::memory_order_acquire);
+        if (word_state(w) == kSlotFree) continue;
+        uint64_t owner = word_owner(w);
+        if (owner == 0) owner = std::atomic_ref<uint64_t>(subs_[i].pid).load(std::memory_order_relaxed);  // older writer
+        if (!process_is_gone(owner)) continue;
+        const bool was_active = word_state(w) == kSlotActive;
+        if (sub_word(i).compare_exchange_strong(w, slot_word(kSlotFree, 0), std::memory_order_acq_rel)) {
+            if (was_active) subscribers().fetch_sub(1, std::memory_order_acq_rel);
+            ++changed;
         }
     }
-    return freed;
+    return changed;
+}
+
+int IpcStream::sweep_files() noexcept {
+    int removed = 0;
+    for (const std::string& name : list_entries(dir_)) {
+        const BusFileName f = parse_bus_file_name(name);
+        bool remove = false;
+        if (f.kind == BusFileName::log) {
+            // A log in a slot is the slot's business. One in no slot whose creator is dead can never be registered
+            // (only its creator would): a publisher killed between creating its log and claiming a slot.
+            remove = !session_in_use(f.session_id) && log_owner(dir_, f.session_id) == LogOwner::dead;
+        } else if (f.kind == BusFileName::log_temp || f.kind == BusFileName::registry_temp) {
+            remove = process_is_gone(f.pid);
+        }
+        if (remove) {
+            unlink_entry(dir_, name);
+            ++removed;
+        }
+    }
+    return removed;
+}
+
+int IpcStream::periodic_sweep(bool force) noexcept {
+    int work = sweep_dead();
+    sweep_ticks_.fetch_add(1, std::memory_order_relaxed);
+    const int64_t now = monotonic_ns();
+    int64_t next = next_file_sweep_ns_.load(std::memory_order_relaxed);
+    if ((force || now >= next) &&
+        next_file_sweep_ns_.compare_exchange_strong(next, now + kFileSweepIntervalNs, std::memory_order_relaxed)) {
+        work += sweep_files();
+    }
+    return work;
 }
 
 }  // namespace tensorpool::transport::ipc

@@ -1,8 +1,10 @@
 #include "ipc_subscription.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
+#include "ipc_files.hpp"
 #include "tensorpool/common/clock.hpp"
 
 namespace tensorpool::transport::ipc {
@@ -37,6 +39,7 @@ IpcSubscription::IpcSubscription(std::shared_ptr<IpcStream> stream, std::string 
     images_.reserve(kPublisherSlots);  // rescans never reallocate: Images hold mappings
     scratch_.resize(kBatchBytes);
     seen_generation_ = stream_->generation().load(std::memory_order_acquire);
+    seen_ticks_ = stream_->sweep_ticks();
     rescan(true);
 }
 
@@ -44,59 +47,98 @@ IpcSubscription::~IpcSubscription() {
     if (slot_ != kNoSlot) stream_->release_subscriber_slot(slot_);
 }
 
+// Slow path. Every slot word is read once, whole (state and session together), so what a rescan acts on is one
+// consistent state of the slot; reading the state and the session separately let a slot that changed hands in
+// between look like "closing, new session", and the new publisher's image was then drained, dropped and never
+// read again.
 void IpcSubscription::rescan(bool initial) noexcept {
-    // Mark images whose publisher left (slot freed or reused by another session).
+    // Mark images whose publisher left (slot closing, freed, or reused by another session).
     for (Image& im : images_) {
-        PublisherSlot& s = stream_->publisher(im.slot);
-        const bool same = slot_state(s.state).load(std::memory_order_acquire) == kSlotActive &&
-                          std::atomic_ref<int32_t>(s.session_id).load(std::memory_order_relaxed) == im.session_id;
-        if (!same) im.retiring = true;
+        if (stream_->pub_word(im.slot).load(std::memory_order_acquire) !=
+            publisher_word(kSlotActive, im.session_id)) {
+            im.retiring = true;
+        }
     }
+    pending_ = 0;
     for (uint32_t i = 0; i < kPublisherSlots; ++i) {
-        PublisherSlot& s = stream_->publisher(i);
-        const uint32_t state = slot_state(s.state).load(std::memory_order_acquire);
+        const uint64_t w = stream_->pub_word(i).load(std::memory_order_acquire);
+        const uint32_t state = word_state(w);
+        const int32_t session = word_session(w);
+        if (pending_word_[i] != 0 && pending_word_[i] != w) {
+            pending_word_[i] = 0;  // that publisher is gone; whatever holds the slot now is judged afresh
+            pending_since_join_[i] = false;
+        }
         if (state == kSlotFree) drained_session_[i] = 0;
-        // A publisher that was already closing when we joined wrote nothing after our join.
-        if (state != kSlotActive && (state != kSlotClosing || initial)) continue;
-        const int32_t session = std::atomic_ref<int32_t>(s.session_id).load(std::memory_order_relaxed);
+        // A publisher that was already closing when we joined wrote nothing after our join: as good as drained
+        // (a later rescan must not read it from its start).
+        if (state == kSlotClosing && initial) drained_session_[i] = session;
+        if (state != kSlotActive && state != kSlotClosing) continue;
         if (drained_session_[i] == session) continue;  // read to its end already
         bool known = false;
         for (const Image& im : images_) known = known || (im.slot == i && im.session_id == session);
-        if (known || images_.size() == images_.capacity()) continue;
-        const uint64_t term = std::atomic_ref<uint64_t>(s.term_bytes).load(std::memory_order_relaxed);
-        const int64_t start = static_cast<int64_t>(std::atomic_ref<uint64_t>(s.start_time_ns).load(std::memory_order_relaxed));
-        auto log = open_log(stream_->dir(), session, static_cast<std::size_t>(term));
-        if (!log) {
-            ++refused_images_;
-            last_refusal_ = log.error().message();
-            continue;
-        }
-        Image im;
-        im.log = std::move(*log);
-        auto* base = const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(im.log.data()));
-        auto* h = reinterpret_cast<LogHeader*>(base);
-        im.ring = base + kLogHeaderBytes;
-        im.tail = &h->tail;
-        im.tail_intent = &h->tail_intent;
-        im.last_record = &h->last_record;
-        im.term_bytes = static_cast<std::size_t>(term);
-        im.max_message = max_message_bytes(im.term_bytes);
-        im.session_id = session;
-        im.slot = i;
-        im.retiring = state == kSlotClosing;  // drain it, then drop it
-        // A publisher already attached when we joined: start at its tail (we see what comes after our join).
-        // One that appeared later: everything it wrote came after our join, so read it from the start.
-        if (initial) {
-            im.cursor = load_acquire(im.tail);
-            im.join_time_ns = join_time_ns_;
+        if (known) continue;
+        if (!open_image(i, w, initial || pending_since_join_[i])) {
+            if (pending_word_[i] == 0) pending_since_join_[i] = initial;
+            pending_word_[i] = w;
+            ++pending_;
         } else {
-            im.cursor = 0;
-            im.seq_known = true;
-            im.join_time_ns = start > join_time_ns_ ? start : join_time_ns_;
+            pending_word_[i] = 0;
+            pending_since_join_[i] = false;
         }
-        if (record_bytes(im.max_message) > scratch_.size()) scratch_.resize(record_bytes(im.max_message));
-        images_.push_back(std::move(im));
     }
+    if (pending_ != 0) {
+        constexpr int64_t kFirstRetryNs = 1'000'000, kMaxRetryNs = 250'000'000;
+        retry_interval_ns_ = retry_interval_ns_ == 0 ? kFirstRetryNs : std::min(2 * retry_interval_ns_, kMaxRetryNs);
+        next_retry_ns_ = monotonic_ns() + retry_interval_ns_;
+    } else {
+        retry_interval_ns_ = 0;
+    }
+}
+
+// Opens the log of the publisher in slot `i` as the slot word `w` describes it; false if it cannot (yet).
+bool IpcSubscription::open_image(uint32_t i, uint64_t w, bool from_tail) noexcept {
+    if (images_.size() == images_.capacity()) return false;  // retried once a drained image makes room
+    PublisherSlot& s = stream_->publisher(i);
+    const uint64_t term = std::atomic_ref<uint64_t>(s.term_bytes).load(std::memory_order_relaxed);
+    const int64_t start = static_cast<int64_t>(std::atomic_ref<uint64_t>(s.start_time_ns).load(std::memory_order_relaxed));
+    // The fields belong to the publisher of `w` only if the word did not change meanwhile; if it did, that
+    // change bumps the generation (or is retried as pending), so a later rescan looks again.
+    if (stream_->pub_word(i).load(std::memory_order_acquire) != w) return false;
+    const int32_t session = word_session(w);
+    auto log = open_log(stream_->dir(), session, static_cast<std::size_t>(term));
+    if (!log) {
+        if (pending_word_[i] != w) {  // each candidate counted once, however often it is retried
+            if (log.error().code() != Errc::not_found) ++refused_images_;
+            last_refusal_ = log.error().message();
+        }
+        return false;
+    }
+    Image im;
+    im.log = std::move(*log);
+    auto* base = const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(im.log.data()));
+    auto* h = reinterpret_cast<LogHeader*>(base);
+    im.ring = base + kLogHeaderBytes;
+    im.tail = &h->tail;
+    im.tail_intent = &h->tail_intent;
+    im.last_record = &h->last_record;
+    im.term_bytes = static_cast<std::size_t>(term);
+    im.max_message = max_message_bytes(im.term_bytes);
+    im.session_id = session;
+    im.slot = i;
+    im.retiring = word_state(w) == kSlotClosing;  // drain it, then drop it
+    // A publisher already attached when we joined: start at its tail (we see what comes after our join).
+    // One that appeared later: everything it wrote came after our join, so read it from the start.
+    if (from_tail) {
+        im.cursor = load_acquire(im.tail);
+        im.join_time_ns = join_time_ns_;
+    } else {
+        im.cursor = 0;
+        im.seq_known = true;
+        im.join_time_ns = start > join_time_ns_ ? start : join_time_ns_;
+    }
+    if (record_bytes(im.max_message) > scratch_.size()) scratch_.resize(record_bytes(im.max_message));
+    images_.push_back(std::move(im));
+    return true;
 }
 
 void IpcSubscription::resync(Image& im) noexcept {
@@ -178,8 +220,10 @@ int IpcSubscription::poll_image_once(Image& im, MessageHandler& handler, int lim
 
 int IpcSubscription::poll(MessageHandler handler, int message_limit) noexcept {
     const uint64_t generation = stream_->generation().load(std::memory_order_acquire);
-    if (generation != seen_generation_) {
+    const uint64_t ticks = stream_->sweep_ticks();
+    if (generation != seen_generation_ || ticks != seen_ticks_ || (pending_ != 0 && monotonic_ns() >= next_retry_ns_)) {
         seen_generation_ = generation;
+        seen_ticks_ = ticks;
         rescan(false);
     }
     int total = 0;

@@ -9,8 +9,12 @@
 //      overwritten what we copied: discard the copy, count the loss, resume at the tail;
 //   4. parse and deliver the records from the validated copy. Per-publisher sequence numbers make the lost
 //      message count exact.
-// New publishers are noticed through the registry's generation word (one atomic load per poll); only then are
-// files opened and mapped, so steady-state polling makes no system call and allocates nothing.
+// New publishers are noticed through the registry's generation word (one atomic load per poll) and the stream's
+// process-local sweep tick (one more: every Transport::do_work sweep makes each subscription rescan, a safety net
+// that bounds how long any missed change can go unnoticed); only then are files opened and mapped, so
+// steady-state polling makes no system call and allocates nothing. A publisher whose log could not be opened
+// (refused, missing, no room for another image) stays a candidate: it is retried with a backoff (1 ms doubling
+// to 250 ms, the clock is read only while such a candidate exists) until it opens or its slot changes.
 #pragma once
 
 #include <array>
@@ -37,8 +41,8 @@ public:
     const std::string& channel() const noexcept override { return channel_; }
     int32_t stream_id() const noexcept override { return stream_id_; }
 
-    // Publisher logs that failed validation (hostile or foreign files) and were never read, and why the last one
-    // was refused.
+    // Publisher logs that failed validation (hostile or foreign files) and were never read, each counted once,
+    // and why the last log could not be opened.
     uint64_t refused_images() const noexcept { return refused_images_; }
     const std::string& last_refusal() const noexcept { return last_refusal_; }
 
@@ -64,6 +68,7 @@ private:
     static constexpr uint32_t kNoSlot = ~uint32_t{0};
 
     void rescan(bool initial) noexcept;
+    bool open_image(uint32_t slot, uint64_t word, bool from_tail) noexcept;
     int poll_image(Image& image, MessageHandler& handler, int limit) noexcept;
     int poll_image_once(Image& image, MessageHandler& handler, int limit) noexcept;
     void resync(Image& image) noexcept;
@@ -74,10 +79,18 @@ private:
     uint32_t slot_ = kNoSlot;  // our subscriber slot, claimed after the start positions were taken
     int64_t join_time_ns_;
     uint64_t seen_generation_ = 0;
+    uint64_t seen_ticks_ = 0;
     std::vector<Image> images_;
     // Per publisher slot: the session whose image we drained and dropped while its slot was still closing, so
     // that a later rescan does not read that log a second time.
     std::array<int32_t, kPublisherSlots> drained_session_{};
+    // Per publisher slot: the slot word (active or closing, with its session) whose log we could not open yet,
+    // and whether it was already there when we joined (then it is read from its tail once it opens).
+    std::array<uint64_t, kPublisherSlots> pending_word_{};
+    std::array<bool, kPublisherSlots> pending_since_join_{};
+    uint32_t pending_ = 0;
+    int64_t next_retry_ns_ = 0;
+    int64_t retry_interval_ns_ = 0;
     std::vector<uint8_t> scratch_;
     std::size_t next_image_ = 0;
     uint64_t lost_messages_ = 0;

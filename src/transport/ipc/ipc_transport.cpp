@@ -51,7 +51,7 @@ public:
         std::lock_guard<std::mutex> lock(mutex_);  // slow path only: guards the stream table
         for (auto it = streams_.begin(); it != streams_.end();) {
             if (auto s = it->second.lock()) {
-                work += s->sweep_dead();
+                work += s->periodic_sweep();
                 ++it;
             } else {
                 it = streams_.erase(it);
@@ -71,7 +71,8 @@ private:
         }
         auto s = ipc::IpcStream::open(root_, bus, stream_id, linger_ns_);
         if (!s) return s.error();
-        (*s)->sweep_dead();  // a fresh view of the stream starts without the slots of dead processes
+        // A fresh view of the stream starts without the slots and files of dead processes.
+        (*s)->periodic_sweep(true);
         streams_[key] = *s;
         return *s;
     }
