@@ -99,7 +99,9 @@ void idle(int work, int& idle_rounds) {
             client::FrameClaim claim;
             if ((*p)->try_claim(frame_bytes, claim).committed()) {
                 bench::fill_frame(claim.payload(), claim.seq());  // written straight into shared memory
-                if (claim.commit(shape).committed()) s->produced.fetch_add(1, std::memory_order_relaxed);
+                client::FrameOptions fo;
+                fo.publish_timestamp = true;  // the demo prints commit -> accepted latency
+                if (claim.commit(shape, fo).committed()) s->produced.fetch_add(1, std::memory_order_relaxed);
             }
             next += period;
             if (now - next > 100 * period) next = now;  // fell far behind (e.g. suspended): do not burst

@@ -86,6 +86,7 @@ struct ProduceOptions {
     uint64_t count = 0;
     double seconds = 0;
     uint32_t producer_id = 1;
+    bool publish_timestamps = false;
 };
 
 int run_produce(const ProduceOptions& o) {
@@ -150,7 +151,9 @@ int run_produce(const ProduceOptions& o) {
             ++no_pool;
         } else if (claim.active()) {
             bench::fill_frame(claim.payload(), claim.seq());
-            if (claim.commit(shape).committed()) ++sent;
+            client::FrameOptions fo;
+            fo.publish_timestamp = o.publish_timestamps;
+            if (claim.commit(shape, fo).committed()) ++sent;
         }
         next = period > 0 ? next + period : now;
     }
@@ -168,6 +171,8 @@ struct ConsumeOptions {
     double seconds = 0;
     bool json = false;
     bool verify = false;
+    uint32_t max_rate_hz = 0;
+    int32_t descriptor_stream = 0;
 };
 
 int run_consume(const ConsumeOptions& o) {
@@ -175,6 +180,11 @@ int run_consume(const ConsumeOptions& o) {
     cc.stream_id = o.stream.stream_id;
     cc.channels = o.stream.channels;
     cc.allowed_dirs = o.stream.allowed_dirs();
+    if (o.max_rate_hz != 0) {
+        cc.mode = client::ConsumerMode::rate_limited;
+        cc.max_rate_hz = o.max_rate_hz;
+    }
+    if (o.descriptor_stream != 0) cc.descriptor_request = {cc.channels.channel, o.descriptor_stream};
     transport::TransportHub hub(o.stream.transport_options());
     auto consumer = client::Consumer::create(hub, cc);
     if (!consumer) {
@@ -247,6 +257,8 @@ void add_produce_consume_commands(CLI::App& app, int& exit_code) {
     produce->add_option("--count", po->count, "stop after this many frames (0 = no limit)");
     produce->add_option("--seconds", po->seconds, "stop after this long (0 = no limit)");
     produce->add_option("--producer-id", po->producer_id)->capture_default_str();
+    produce->add_flag("--publish-timestamps", po->publish_timestamps,
+                      "set FrameDescriptor.timestampNs (publish time) on every frame, for latency measurement");
     produce->callback([po, &exit_code] { exit_code = run_produce(*po); });
 
     auto co = std::make_shared<ConsumeOptions>();
@@ -256,6 +268,12 @@ void add_produce_consume_commands(CLI::App& app, int& exit_code) {
     consume->add_option("--seconds", co->seconds, "stop after this long (0 = no limit)");
     consume->add_flag("--json", co->json, "one JSON line per accepted frame: seq, epoch, dtype, dims, bytes, crc32c");
     consume->add_flag("--verify", co->verify, "check each frame against the synthetic pattern of `tensorpool produce`");
+    consume->add_option("--max-rate-hz", co->max_rate_hz,
+                        "RATE_LIMITED mode: at most this many frames per second (capped by the producer on a granted "
+                        "per-consumer stream, else gated locally)");
+    consume->add_option("--request-descriptor-stream", co->descriptor_stream,
+                        "ask for a per-consumer descriptor stream with this id on the channel (declined: stays shared)")
+        ->check(CLI::Range(1, INT32_MAX));
     consume->callback([co, &exit_code] { exit_code = run_consume(*co); });
 }
 

@@ -60,7 +60,9 @@ struct FrameOptions {
     uint64_t capture_timestamp_ns = 0;   // SlotHeader.timestampNs (W-10.2.1-4); 0: now (CLOCK_MONOTONIC)
     std::optional<uint32_t> meta_version;  // unset: the metadata's current version (metadata().meta_version())
     uint64_t trace_id = 0;               // FrameDescriptor.traceId: 0 = not traced
-    bool publish_timestamp = true;       // FrameDescriptor.timestampNs = publish time (for latency)
+    // FrameDescriptor.timestampNs = publish time, read after the commit: for latency measurement or publish-time
+    // alignment only; null by default as W-10.2.1-5 recommends (it costs a clock read per frame).
+    bool publish_timestamp = false;
 };
 
 enum class PublishOutcome : uint8_t {
