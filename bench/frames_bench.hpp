@@ -16,6 +16,7 @@ struct FramesBenchOptions {
     double seconds = 3.0;
     double rate_hz = 0;      // 0: as fast as possible
     uint32_t nslots = 0;     // header ring / pool slots; 0: about 8 MiB of pool, between 8 and 4096 slots
+    bool pin = true;         // pin the producer and each consumer to their own CPU (round robin) when it helps
 };
 
 struct FramesBenchResult {

@@ -82,6 +82,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
     fr->add_option("--seconds", f->b.seconds)->check(CLI::Range(0.1, 600.0))->capture_default_str();
     fr->add_option("--rate-hz", f->b.rate_hz, "pace the producer (0 = as fast as possible)")->capture_default_str();
     fr->add_option("--nslots", f->b.nslots, "ring and pool slots (power of two)")->capture_default_str();
+    fr->add_flag("!--no-pin", f->b.pin, "do not pin the producer and consumers to separate CPUs");
     fr->add_flag("--json", f->json, "print one JSON object");
     fr->callback([f, &exit_code] {
         auto r = bench::run_frames_bench(f->b);
