@@ -196,12 +196,14 @@ TEST(ClientProgress, ReportsAreMonotonicBoundedAndUntornPrefixesAreTheFramesByte
     EXPECT_GT(s.started.load(), 0u);
     EXPECT_GT(s.completes.load(), 0u);
     EXPECT_EQ(plain->bad(), 0u) << describe(*plain);
-    // Throttling: 16 chunks per frame at >= 50 us apart, PROGRESS at most every 200 us: well under 16 per frame.
+    // Every frame that started also completed (the consumer may join or stop in the middle of one or two).
+    EXPECT_LE(s.started.load(), s.completes.load() + 2);
+    // Throttling is checked exactly in the next test; here the figure only (under load, chunks are slower than the
+    // interval and every one may be reported).
     const double per_frame = static_cast<double>(s.reports.load()) / static_cast<double>(std::max<uint64_t>(1, s.started.load()));
     std::printf("[ figures  ] %llu progress reports, %.1f per frame (16 chunks/frame), %llu untorn prefixes checked\n",
                 static_cast<unsigned long long>(s.reports.load()), per_frame,
                 static_cast<unsigned long long>(s.prefixes_checked.load()));
-    EXPECT_LE(per_frame, 2 + 16.0);
 }
 
 // W-10.2.2-8, W-10.2.2-7, W-10.2.2-10, W-10.2.2-13/-15: in one process for exact control. The producer merges
