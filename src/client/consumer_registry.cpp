@@ -116,7 +116,9 @@ ConsumerRegistry::Answer ConsumerRegistry::decide(Tracked& c, Granted Tracked::*
         }
     }
     close(g);  // a different stream than before: the old one goes
-    if (descriptor_streams_ + control_streams() >= config_.max_per_consumer_streams) {
+    // Counted now, not from descriptor_streams_: recount() runs only after both halves of a Hello are decided, so
+    // that count misses a descriptor stream granted (or closed) for this very Hello.
+    if (open_streams() >= config_.max_per_consumer_streams) {
         std::snprintf(why, sizeof why, "%s stream request declined: %u per-consumer streams are open, the limit",
                       what, config_.max_per_consumer_streams);
         return refuse(wc::ResponseCode::REJECTED, why);
@@ -175,9 +177,9 @@ int ConsumerRegistry::expire(int64_t now_ns) {
     return gone;
 }
 
-std::size_t ConsumerRegistry::control_streams() const noexcept {
+std::size_t ConsumerRegistry::open_streams() const noexcept {
     std::size_t n = 0;
-    for (const auto& c : consumers_) n += c.control.open() ? 1 : 0;
+    for (const auto& c : consumers_) n += (c.descriptor.open() ? 1 : 0) + (c.control.open() ? 1 : 0);
     return n;
 }
 

@@ -104,7 +104,7 @@ private:
     void decline(uint32_t consumer_id, wire::control::ResponseCode code, const std::string& why,
                  transport::Publication& control);
     void recount();
-    std::size_t control_streams() const noexcept;
+    std::size_t open_streams() const noexcept;  // per-consumer streams open now (descriptor and control)
 
     transport::TransportHub& hub_;
     ConsumerRegistryConfig config_;

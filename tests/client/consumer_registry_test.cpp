@@ -1,0 +1,71 @@
+// ConsumerRegistry in-process: the max_per_consumer_streams limit counts every stream open at the moment of the
+// decision, including the one granted for the other half of the same Hello (found by fuzz_client_control: a Hello
+// asking for both halves could take the producer past the limit).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tensorpool/client/consumer_registry.hpp"
+#include "tensorpool/wire/gen/control.hpp"
+#include "transport_test_support.hpp"
+
+using namespace tensorpool;
+using namespace tensorpool::client;
+using tensorpool::test::BusRoot;
+namespace wc = tensorpool::wire::control;
+
+namespace {
+
+constexpr uint32_t kStream = 10000;
+const std::string kChannel = "ipc:tensorpool-registry";
+
+std::vector<uint8_t> hello(uint32_t consumer_id, uint32_t descriptor_stream, uint32_t control_stream) {
+    std::vector<uint8_t> buf(512);
+    wc::ConsumerHello::Encoder e;
+    (void)e.wrap_and_apply_header(buf.data(), buf.size());
+    e.streamId(kStream).consumerId(consumer_id).supportsShm(wc::Bool::TRUE).supportsProgress(wc::Bool::FALSE);
+    e.mode(wc::Mode::STREAM).maxRateHz(0).expectedLayoutVersion(1);
+    e.progressIntervalUs(e.progressIntervalUsNullValue()).progressBytesDelta(e.progressBytesDeltaNullValue());
+    e.progressMajorDeltaUnits(e.progressMajorDeltaUnitsNullValue());
+    e.descriptorStreamId(descriptor_stream).controlStreamId(control_stream);
+    e.descriptorChannel(descriptor_stream != 0 ? kChannel : std::string());
+    e.controlChannel(control_stream != 0 ? kChannel : std::string());
+    auto n = e.finish();
+    buf.resize(n.ok() ? *n : 0);
+    return buf;
+}
+
+}  // namespace
+
+// W-5-9 with max_per_consumer_streams = 3: a consumer holding two streams leaves room for one more, so a second
+// consumer asking for both halves gets its descriptor stream and a REJECTED control half — never four streams.
+// A consumer that moves its descriptor stream to another id while at the limit frees the old one first.
+TEST(ClientConsumerRegistry, StreamLimitCountsBothHalvesOfOneHello) {
+    BusRoot bus;
+    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
+    auto control = hub.add_publication(kChannel, 1000);
+    ASSERT_TRUE(control) << control.error().message();
+    ConsumerRegistryConfig rc;
+    rc.stream_id = kStream;
+    rc.max_per_consumer_streams = 3;
+    ConsumerRegistry registry(hub, rc);
+    auto on_hello = [&](const std::vector<uint8_t>& m) {
+        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
+        ASSERT_TRUE(d) << d.error().message();
+        registry.on_hello(*d, 1, **control);
+    };
+
+    on_hello(hello(1, 2001, 2002));
+    EXPECT_EQ(registry.stats().streams_granted, 2u);
+    on_hello(hello(2, 2003, 2004));
+    EXPECT_EQ(registry.stats().streams_granted, 3u);
+    EXPECT_EQ(registry.stats().grants, 3u);
+    EXPECT_EQ(registry.stats().declines, 1u);
+
+    // At the limit, consumer 1 moves its descriptor stream: the old one closes before the new one is counted.
+    on_hello(hello(1, 2005, 2002));
+    EXPECT_EQ(registry.stats().streams_granted, 3u);
+    EXPECT_EQ(registry.stats().grants, 4u);
+    EXPECT_EQ(registry.stats().declines, 1u);
+}
