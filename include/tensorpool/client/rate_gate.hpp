@@ -24,10 +24,14 @@ public:
     // True if a frame stamped `ts_ns` may pass. On schedule (less than one period late) the next slot is exactly
     // one period on, so the average rate is exact even when frames arrive a little off the grid (30 Hz frames under
     // a 25 Hz cap pass at 25 Hz, not 15 Hz); after a pause the schedule restarts from this frame.
+    // Timestamps may come off the wire (FrameDescriptor.timestampNs), so any value is possible: the arithmetic wraps
+    // (in uint64_t) instead of overflowing; a stamp near INT64_MAX then restarts the schedule at the next frame.
     bool allow(int64_t ts_ns) noexcept {
         if (period_ns_ == 0) return true;
         if (started_ && ts_ns < next_due_ns_) return false;
-        next_due_ns_ = (started_ && ts_ns - next_due_ns_ < period_ns_) ? next_due_ns_ + period_ns_ : ts_ns + period_ns_;
+        const auto ts = static_cast<uint64_t>(ts_ns), due = static_cast<uint64_t>(next_due_ns_);
+        const auto period = static_cast<uint64_t>(period_ns_);
+        next_due_ns_ = static_cast<int64_t>((started_ && ts - due < period) ? due + period : ts + period);
         started_ = true;
         return true;
     }
