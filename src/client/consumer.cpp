@@ -65,7 +65,8 @@ Consumer::~Consumer() = default;
 Result<std::unique_ptr<Consumer>> Consumer::create(transport::TransportHub& hub, ConsumerConfig config) {
     auto allowed = shm::AllowedDirs::create(std::span<const std::string>(config.allowed_dirs));
     if (!allowed) return allowed.error();
-    if (config.consumer_id == 0) config.consumer_id = random_consumer_id();
+    const bool self_assigned = config.consumer_id == 0;
+    if (self_assigned) config.consumer_id = random_consumer_id();
     for (const auto* r : {&config.descriptor_request, &config.control_request}) {
         if (r->requested() && (r->channel.empty() || r->stream_id <= 0)) {  // W-10.1.2-3/-6
             return Error::format(Errc::invalid_argument, "consumer: a per-consumer %s stream request needs both a "
@@ -75,6 +76,7 @@ Result<std::unique_ptr<Consumer>> Consumer::create(transport::TransportHub& hub,
         }
     }
     std::unique_ptr<Consumer> c(new Consumer(hub, std::move(config), std::move(*allowed)));
+    c->id_self_assigned_ = self_assigned;
     if (Status s = c->open(monotonic_ns()); !s) return s.error();
     return c;
 }
@@ -277,7 +279,7 @@ int Consumer::do_work(int64_t now_ns) {
     work += announce_sub_->poll(announce, 16);
     // ConsumerConfig / ControlResponse replies to our Hello; everything else on the shared control stream (other
     // consumers' Hellos, FrameProgress read by poll_progress' own subscription) is drained and dropped here.
-    auto control = [this](std::span<const uint8_t> m, const transport::MessageInfo&) { on_control(m); };
+    auto control = [this](std::span<const uint8_t> m, const transport::MessageInfo& info) { on_control(m, info); };
     work += control_sub_->poll(control, 64);
     auto on_metadata = [this](std::span<const uint8_t> m, const transport::MessageInfo&) { metadata_.on_message(m); };
     work += metadata_sub_->poll(on_metadata, 64);
@@ -301,10 +303,24 @@ int Consumer::do_work(int64_t now_ns) {
 
 // ---- replies from the producer (§10.1.3, §15.17) -----------------------------------------------------------
 
-void Consumer::on_control(std::span<const uint8_t> message) {
+void Consumer::on_control(std::span<const uint8_t> message, const transport::MessageInfo& info) {
     (void)wire::dispatch(message.data(), message.size(), [&](const auto& d) {
         using D = std::decay_t<decltype(d)>;
-        if constexpr (std::is_same_v<D, wc::ConsumerConfig::Decoder>) {
+        if constexpr (std::is_same_v<D, wc::ConsumerHello::Decoder>) {
+            // W-10.1.2-10: a Hello with our id that another publisher sent is a collision. A self-assigned id is
+            // given up for a new random one (and announced at once); an assigned one is only counted.
+            if (d.streamId() == config_.stream_id && d.consumerId() == config_.consumer_id &&
+                info.session_id != control_pub_->session_id()) {
+                ++stats_.id_collisions;
+                if (id_self_assigned_) {
+                    uint32_t fresh = config_.consumer_id;
+                    while (fresh == config_.consumer_id) fresh = random_consumer_id();
+                    config_.consumer_id = fresh;
+                    next_hello_ns_ = 0;
+                    next_qos_ns_ = 0;
+                }
+            }
+        } else if constexpr (std::is_same_v<D, wc::ConsumerConfig::Decoder>) {
             if (d.streamId() == config_.stream_id && d.consumerId() == config_.consumer_id) on_consumer_config(d);
         } else if constexpr (std::is_same_v<D, wc::ControlResponse::Decoder>) {
             // no correlation id to match; the producer names the consumer at the start of the text.

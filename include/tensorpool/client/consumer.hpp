@@ -45,7 +45,7 @@ struct StreamRequest {
 
 struct ConsumerConfig {
     uint32_t stream_id = 10000;
-    uint32_t consumer_id = 0;                     // 0: a random id (W-10.1.2-10)
+    uint32_t consumer_id = 0;                     // 0: a random id, replaced if another consumer uses it (W-10.1.2-10)
     std::vector<std::string> allowed_dirs = {"/dev/shm"};  // regions outside are refused (W-15.21a-14)
     Channels channels;
     int64_t hello_period_ns = 1'000'000'000;
@@ -87,6 +87,7 @@ struct ConsumerStats {
     uint64_t progress_accepted = 0;   // FrameProgress handed to the progress handler
     uint64_t progress_ignored = 0;    // not for the mapped epoch, an older frame, or a slot already reused
     uint64_t progress_violations = 0; // count went down or past values_len, state went back: frame dropped
+    uint64_t id_collisions = 0;       // another consumer's Hello carried our id (W-10.1.2-10)
 };
 
 // How the consumer reads descriptors and progress right now.
@@ -226,7 +227,7 @@ private:
     void send_qos();
     void on_descriptor(std::span<const uint8_t> message, FrameHandler& handler);
     void on_progress(std::span<const uint8_t> message, ProgressHandler& handler);
-    void on_control(std::span<const uint8_t> message);
+    void on_control(std::span<const uint8_t> message, const transport::MessageInfo& info);
     void on_consumer_config(const wire::control::ConsumerConfig::Decoder& d);
     Status resubscribe(std::unique_ptr<transport::Subscription>& sub, const std::string& channel, int32_t stream);
     void enter_fallback_or_unmap(const std::string& why);
@@ -267,6 +268,7 @@ private:
     std::string last_response_;
     std::vector<uint8_t> hello_buf_;  // sized in open(): periodic Hellos allocate nothing
     std::string fallback_uri_;
+    bool id_self_assigned_ = false;  // ConsumerConfig::consumer_id was 0: a collision picks a new random id
     bool shm_forbidden_ = false;  // ConsumerConfig.useShm = FALSE: do not map until told otherwise
     bool forced_rate_limited_ = false;  // ConsumerConfig.mode = RATE_LIMITED
     bool capped_stream_ = false;        // a granted descriptor stream the producer caps at our max_rate_hz

@@ -1,4 +1,5 @@
-// The consumer's FALLBACK state (WIRE_SPEC §6.3, §15.12, W-10.1.3-1/-2): told by ConsumerConfig not to use SHM,
+// The consumer's FALLBACK state and identity (WIRE_SPEC §6.3, §15.12, W-10.1.3-1/-2, W-10.1.2-10): told by
+// ConsumerConfig not to use SHM,
 // or unable to map the announced regions, a consumer offered a usable payload fallback URI goes to FALLBACK and
 // says where; one offered an unsupported scheme ignores it and stays UNMAPPED; allowed SHM again, it maps the next
 // announce. In one process (producer, consumer and a forged supervisor on one bus) for exact control.
@@ -94,4 +95,61 @@ TEST(ClientFallback, UseShmFalseOrRefusedRegionsGoToFallbackOnlyWithAUsableUri) 
         return (*refusing)->state() == MappingState::fallback;
     }, 10s)) << (*refusing)->last_mapping_error();
     EXPECT_EQ((*refusing)->fallback_uri(), "aeron:udp?endpoint=10.0.0.1:40123");
+}
+
+// W-10.1.2-10: a consumer that chose its id at random takes a new one when another publisher's Hello carries the
+// same id (and says so at once); one with an assigned id keeps it and only counts the collision; a consumer's own
+// Hellos are never mistaken for a collision.
+TEST(ClientIdentity, ASelfAssignedIdIsReplacedOnACollisionAnAssignedOneIsKept) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    ConsumerConfig random_cfg = test_consumer_config(shm_dir.path());
+    random_cfg.hello_period_ns = 1'000'000;
+    ConsumerConfig assigned_cfg = random_cfg;
+    assigned_cfg.consumer_id = 4711;
+    auto random_id = Consumer::create(hub, random_cfg);
+    auto assigned = Consumer::create(hub, assigned_cfg);
+    ASSERT_TRUE(random_id.ok() && assigned.ok());
+    Consumer& r = **random_id;
+    Consumer& a = **assigned;
+    auto other = hub.add_publication("ipc:tensorpool", 1000);
+    ASSERT_TRUE(other.ok());
+    auto run_for = [&](std::chrono::milliseconds d) {
+        const auto end = Clock::now() + d;
+        while (Clock::now() < end) {
+            r.do_work(monotonic_ns());
+            a.do_work(monotonic_ns());
+        }
+    };
+    // Dozens of their own Hellos each: no collision.
+    run_for(100ms);
+    const uint32_t first = r.consumer_id();
+    EXPECT_NE(first, 0u);
+    EXPECT_EQ(r.stats().id_collisions, 0u);
+    EXPECT_EQ(a.stats().id_collisions, 0u);
+
+    auto hello = [](uint32_t id) {
+        std::vector<uint8_t> buf(256);
+        wc::ConsumerHello::Encoder e;
+        (void)e.wrap_and_apply_header(buf.data(), buf.size());
+        e.streamId(10000).consumerId(id).supportsShm(wc::Bool::TRUE).supportsProgress(wc::Bool::FALSE);
+        e.mode(wc::Mode::STREAM).maxRateHz(0).expectedLayoutVersion(1);
+        e.progressIntervalUs(e.progressIntervalUsNullValue()).progressBytesDelta(e.progressBytesDeltaNullValue());
+        e.progressMajorDeltaUnits(e.progressMajorDeltaUnitsNullValue()).descriptorStreamId(0).controlStreamId(0);
+        e.descriptorChannel("").controlChannel("");
+        buf.resize(*e.finish());
+        return buf;
+    };
+    ASSERT_TRUE((*other)->offer(hello(first)).ok());
+    ASSERT_TRUE((*other)->offer(hello(4711)).ok());
+    run_for(50ms);
+    EXPECT_EQ(r.stats().id_collisions, 1u);
+    EXPECT_NE(r.consumer_id(), first);
+    EXPECT_NE(r.consumer_id(), 0u);
+    EXPECT_EQ(a.stats().id_collisions, 1u);
+    EXPECT_EQ(a.consumer_id(), 4711u);
+    // And the new id holds: no further collisions from its own Hellos.
+    run_for(100ms);
+    EXPECT_EQ(r.stats().id_collisions, 1u);
 }
