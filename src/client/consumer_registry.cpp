@@ -97,6 +97,14 @@ ConsumerRegistry::Answer ConsumerRegistry::decide(Tracked& c, Granted Tracked::*
                       channel.size(), kMaxChannelBytes);
         return refuse(wc::ResponseCode::INVALID_PARAMS, why);
     }
+    if (channel != config_.shared.channel &&
+        std::find(config_.allowed_channels.begin(), config_.allowed_channels.end(), channel) ==
+            config_.allowed_channels.end()) {
+        std::snprintf(why, sizeof why, "%s stream request declined: channel '%.*s' is neither the shared channel nor "
+                      "one this producer allows for per-consumer streams", what,
+                      static_cast<int>(std::min<std::size_t>(channel.size(), 200)), channel.data());
+        return refuse(wc::ResponseCode::REJECTED, why);
+    }
     const Channels& s = config_.shared;
     for (int32_t shared : {s.control_stream, s.announce_stream, s.descriptor_stream, s.qos_stream, s.metadata_stream}) {
         if (static_cast<int64_t>(stream_id) == shared) {

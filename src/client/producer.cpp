@@ -179,6 +179,7 @@ Status Producer::open(int64_t now_ns) {
     rc.stale_ns = config_.consumer_stale_ns;
     rc.allow_per_consumer_streams = config_.allow_per_consumer_streams;
     rc.max_per_consumer_streams = config_.max_per_consumer_streams;
+    rc.allowed_channels = config_.per_consumer_channels;
     rc.progress_min_interval_ns = config_.progress_min_interval_ns;
     rc.progress_min_bytes = config_.progress_min_bytes;
     registry_ = std::make_unique<ConsumerRegistry>(hub_, std::move(rc));

@@ -49,6 +49,7 @@ TEST(ClientConsumerRegistry, StreamLimitCountsBothHalvesOfOneHello) {
     ConsumerRegistryConfig rc;
     rc.stream_id = kStream;
     rc.max_per_consumer_streams = 3;
+    rc.shared.channel = kChannel;  // per-consumer streams on the shared channel need no allow-list entry
     ConsumerRegistry registry(hub, rc);
     auto on_hello = [&](const std::vector<uint8_t>& m) {
         auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());

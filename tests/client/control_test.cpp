@@ -98,7 +98,9 @@ TEST(ClientControl, PerConsumerStreamRequestsAreValidatedGrantedOrDeclinedWithAR
     TempDir shm_dir("/dev/shm");
     SharedBox<ProducerShared> prod;
     SharedBox<ConsumerShared> cons;
-    ProducerChild pc(bus.options(), test_producer_config(shm_dir.path(), 256));
+    ProducerConfig pcfg = test_producer_config(shm_dir.path(), 256);
+    pcfg.per_consumer_channels = {"ipc:tensorpool-percons", "nonsense:channel"};
+    ProducerChild pc(bus.options(), pcfg);
     pc.continuous = true;
     pc.pace_us = 2000;
     ConsumerConfig ccfg = test_consumer_config(shm_dir.path());
@@ -140,8 +142,12 @@ TEST(ClientControl, PerConsumerStreamRequestsAreValidatedGrantedOrDeclinedWithAR
         {"both streams requested: both granted (W-5-1)", {10000, 5005, ch, 2005, ch, 2006}, ch, 2005, ch, 2006, {}},
         {"a stream another consumer holds: REJECTED", {10000, 5006, ch, 2005, "", 0}, "", 0, "", 0, {RC::REJECTED}},
         {"a shared stream's id (metadata, 1300)", {10000, 5007, ch, 1300, "", 0}, "", 0, "", 0, {RC::INVALID_PARAMS}},
-        {"a channel the transport cannot open", {10000, 5008, "nonsense:channel", 2008, "", 0}, "", 0, "", 0,
+        {"an allowed channel the transport cannot open", {10000, 5008, "nonsense:channel", 2008, "", 0}, "", 0, "", 0,
          {RC::INVALID_PARAMS}},
+        {"a channel the producer does not allow (parameters a consumer must not choose)",
+         {10000, 5010, "ipc:tensorpool?term-length=1g|prefault=true", 2010, "", 0}, "", 0, "", 0, {RC::REJECTED}},
+        {"the shared channel with another stream id", {10000, 5011, "ipc:tensorpool", 2011, "", 0}, "ipc:tensorpool",
+         2011, "", 0, {}},
         {"one half granted, the other declined", {10000, 5009, ch, 2009, ch, 0}, ch, 2009, "", 0, {RC::INVALID_PARAMS}},
     };
     for (const Case& c : cases) {
@@ -183,9 +189,9 @@ TEST(ClientControl, PerConsumerStreamRequestsAreValidatedGrantedOrDeclinedWithAR
     EXPECT_EQ(procs.wait(consumer, 30), ChildResult::ok());
     EXPECT_EQ(prod->errors.load(), 0u) << prod->error.get();
     EXPECT_EQ(cons->bad(), 0u) << describe(*cons);
-    // Granted: 5003 (control), 5005 (both), 5009 (descriptor); none of the raw "consumers" ever spoke again, but
-    // the default stale time (5 s) has not passed.
-    EXPECT_EQ(prod->grants.load(), 4u);
+    // Granted: 5003 (control), 5005 (both), 5009 and 5011 (descriptor); none of the raw "consumers" ever spoke
+    // again, but the default stale time (5 s) has not passed.
+    EXPECT_EQ(prod->grants.load(), 5u);
 }
 
 // W-5-3, W-5-4, W-10.1.3-7, A-26: the producer counts each live consumer (kept alive by its Hello/QoS), never

@@ -25,6 +25,10 @@ namespace tensorpool::client {
 struct ConsumerRegistryConfig {
     uint32_t stream_id = 0;
     Channels shared;                           // a per-consumer stream may not reuse one of these stream ids
+    // Channels a per-consumer stream may use, besides the shared channel itself (exact strings). A channel string
+    // carries transport parameters (term length, prefault, endpoints), so taking any string a consumer sends would
+    // let it make the producer allocate or touch whatever it names; anything else is declined with REJECTED.
+    std::vector<std::string> allowed_channels;
     int64_t stale_ns = 5'000'000'000;          // no Hello/QoS for this long: gone (W-5-4, A-26: 5x a 1 s interval)
     bool allow_per_consumer_streams = true;    // false: every request is declined with UNSUPPORTED
     uint32_t max_per_consumer_streams = 64;    // over this, requests are declined with REJECTED

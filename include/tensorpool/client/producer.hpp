@@ -48,6 +48,8 @@ struct ProducerConfig {
     int64_t consumer_stale_ns = 5'000'000'000;   // no Hello/QoS for this long: the consumer is gone (W-5-4, A-26)
     bool allow_per_consumer_streams = true;      // grant valid per-consumer stream requests (W-5-1, W-5-6)
     uint32_t max_per_consumer_streams = 64;      // beyond this, requests are declined with REJECTED
+    // Channels per-consumer streams may use besides channels.channel (exact strings; others are REJECTED).
+    std::vector<std::string> per_consumer_channels;
     int64_t progress_min_interval_ns = 250'000;  // FrameProgress floors: consumer hints never go below (W-10.2.2-15)
     uint32_t progress_min_bytes = 64 * 1024;
     uint64_t epoch = 0;                          // 0: CLOCK_REALTIME ns, which grows across restarts
