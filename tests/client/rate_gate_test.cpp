@@ -28,6 +28,15 @@ TEST(ClientRateGate, TimestampsAtTheEndsOfTheRangeAreWellDefined) {
     EXPECT_TRUE(low.allow(kMax));  // ...then one at the top: the lateness does not fit an int64
     EXPECT_TRUE(low.allow(0));
 
+    // One far-future stamp (not near the wrap) does not stall the gate until real time catches up: the next
+    // ordinary frame is more than a period before the schedule, which restarts there.
+    RateGate future(50);
+    EXPECT_TRUE(future.allow(1'000'000'000));
+    EXPECT_TRUE(future.allow(1'000'000'000'000'000));  // ~11.6 days ahead
+    EXPECT_TRUE(future.allow(1'000'000'000 + kPeriod));
+    EXPECT_FALSE(future.allow(1'000'000'000 + kPeriod + kPeriod / 2));
+    EXPECT_TRUE(future.allow(1'000'000'000 + 2 * kPeriod));
+
     // Ordinary stamps keep the exact-average schedule: 30 Hz frames under a 25 Hz cap pass at 25 Hz.
     RateGate cap(25);
     int passed = 0;

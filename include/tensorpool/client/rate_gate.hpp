@@ -26,11 +26,13 @@ public:
     // a 25 Hz cap pass at 25 Hz, not 15 Hz); after a pause the schedule restarts from this frame.
     // Timestamps may come off the wire (FrameDescriptor.timestampNs), so any value is possible: the arithmetic wraps
     // (in uint64_t) instead of overflowing; a stamp near INT64_MAX then restarts the schedule at the next frame.
+    // A frame stamped more than a period before the schedule cannot be on it (the clock went back, or one far-future
+    // stamp set the schedule): the schedule restarts there instead of refusing every frame until time catches up.
     bool allow(int64_t ts_ns) noexcept {
         if (period_ns_ == 0) return true;
-        if (started_ && ts_ns < next_due_ns_) return false;
         const auto ts = static_cast<uint64_t>(ts_ns), due = static_cast<uint64_t>(next_due_ns_);
         const auto period = static_cast<uint64_t>(period_ns_);
+        if (started_ && ts_ns < next_due_ns_ && due - ts <= period) return false;
         next_due_ns_ = static_cast<int64_t>((started_ && ts - due < period) ? due + period : ts + period);
         started_ = true;
         return true;
