@@ -53,73 +53,78 @@ void ConsumerRegistry::close(Granted& g) {
     ++stats_.streams_closed;
 }
 
-void ConsumerRegistry::decline(uint32_t consumer_id, wc::ResponseCode code, const std::string& why,
-                               transport::Publication& control) {
+void ConsumerRegistry::send_decline(uint32_t consumer_id, const Verdict& v, transport::Publication& control) {
     // ConsumerHello carries no correlation id, so the response carries 0 and names the consumer in its
     // text; the ConsumerConfig sent with it is the normative decline.
     ++stats_.declines;
     char text[512];
-    std::snprintf(text, sizeof text, "consumer %u: %s", consumer_id, why.c_str());
+    std::snprintf(text, sizeof text, "consumer %u: %s", consumer_id, v.why);
     wc::ControlResponse::Encoder e;
     if (!e.wrap_and_apply_header(reply_buf_.data(), reply_buf_.size()).ok()) return;
-    e.correlationId(0).code(code).errorMessage(std::string_view(text));
+    e.correlationId(0).code(v.code).errorMessage(std::string_view(text));
     const auto n = e.finish();
     if (n.ok()) (void)control.offer(std::span<const uint8_t>(reply_buf_.data(), *n));
 }
 
 // One half of a per-consumer request (descriptor or control), validated as W-5-9, W-10.1.2-2..7, W-10.1.3-3..5 say.
-ConsumerRegistry::Answer ConsumerRegistry::decide(Tracked& c, Granted Tracked::*which, const char* what,
-                                                  std::string_view channel, uint32_t stream_id,
-                                                  transport::Publication& control) {
+void ConsumerRegistry::decide(Tracked& c, Granted Tracked::*which, const char* what, std::string_view channel,
+                              uint32_t stream_id, Verdict& out) {
     Granted& g = c.*which;
+    out = Verdict{};
     if (channel.empty() && stream_id == 0) {  // not requested (W-10.1.2-2/-5): a withdrawn request closes the grant
         close(g);
-        return {};
+        return;
     }
-    auto refuse = [&](wc::ResponseCode code, const std::string& why) -> Answer {
+    auto refuse = [&](wc::ResponseCode code) {
         close(g);
-        decline(c.consumer_id, code, why, control);
-        return {};  // W-10.1.3-5: empty channel, stream id 0
+        out.code = code;  // W-10.1.3-5: the answer stays an empty channel and stream id 0
     };
-    char why[400];
+    const auto shown = static_cast<int>(std::min<std::size_t>(channel.size(), 200));
     if (channel.empty() || stream_id == 0) {  // W-10.1.2-4/-7, W-10.1.3-4: half a request is malformed
-        std::snprintf(why, sizeof why, "%s stream request has channel '%.*s' and stream id %u; both or neither must be "
-                      "set (W-10.1.2-4)", what, static_cast<int>(std::min<std::size_t>(channel.size(), 200)),
-                      channel.data(), stream_id);
-        return refuse(wc::ResponseCode::INVALID_PARAMS, why);
+        std::snprintf(out.why, sizeof out.why, "%s stream request has channel '%.*s' and stream id %u; both or neither "
+                      "must be set (W-10.1.2-4)", what, shown, channel.data(), stream_id);
+        return refuse(wc::ResponseCode::INVALID_PARAMS);
     }
     if (!config_.allow_per_consumer_streams) {
-        std::snprintf(why, sizeof why, "%s stream request declined: this producer grants no per-consumer streams", what);
-        return refuse(wc::ResponseCode::UNSUPPORTED, why);
+        std::snprintf(out.why, sizeof out.why, "%s stream request declined: this producer grants no per-consumer "
+                      "streams", what);
+        return refuse(wc::ResponseCode::UNSUPPORTED);
+    }
+    if (stream_id > static_cast<uint32_t>(INT32_MAX)) {  // transports take signed 32-bit stream ids
+        std::snprintf(out.why, sizeof out.why, "%s stream request declined: stream id %u is above %d", what, stream_id,
+                      INT32_MAX);
+        return refuse(wc::ResponseCode::INVALID_PARAMS);
     }
     if (channel.size() > kMaxChannelBytes) {
-        std::snprintf(why, sizeof why, "%s stream request declined: channel of %zu bytes exceeds %zu", what,
+        std::snprintf(out.why, sizeof out.why, "%s stream request declined: channel of %zu bytes exceeds %zu", what,
                       channel.size(), kMaxChannelBytes);
-        return refuse(wc::ResponseCode::INVALID_PARAMS, why);
+        return refuse(wc::ResponseCode::INVALID_PARAMS);
     }
     if (channel != config_.shared.channel &&
         std::find(config_.allowed_channels.begin(), config_.allowed_channels.end(), channel) ==
             config_.allowed_channels.end()) {
-        std::snprintf(why, sizeof why, "%s stream request declined: channel '%.*s' is neither the shared channel nor "
-                      "one this producer allows for per-consumer streams", what,
-                      static_cast<int>(std::min<std::size_t>(channel.size(), 200)), channel.data());
-        return refuse(wc::ResponseCode::REJECTED, why);
+        std::snprintf(out.why, sizeof out.why, "%s stream request declined: channel '%.*s' is neither the shared "
+                      "channel nor one this producer allows for per-consumer streams", what, shown, channel.data());
+        return refuse(wc::ResponseCode::REJECTED);
     }
     const Channels& s = config_.shared;
     for (int32_t shared : {s.control_stream, s.announce_stream, s.descriptor_stream, s.qos_stream, s.metadata_stream}) {
         if (static_cast<int64_t>(stream_id) == shared) {
-            std::snprintf(why, sizeof why, "%s stream request declined: stream id %u is one of the shared streams", what,
-                          stream_id);
-            return refuse(wc::ResponseCode::INVALID_PARAMS, why);
+            std::snprintf(out.why, sizeof out.why, "%s stream request declined: stream id %u is one of the shared "
+                          "streams", what, stream_id);
+            return refuse(wc::ResponseCode::INVALID_PARAMS);
         }
     }
-    if (g.open() && g.channel == channel && g.stream_id == stream_id) return {g.channel, g.stream_id};  // a repeat
+    if (g.open() && g.channel == channel && g.stream_id == stream_id) {  // a repeat
+        out.answer = {g.channel, g.stream_id};
+        return;
+    }
     for (const auto& other : consumers_) {
         for (const Granted* o : {&other.descriptor, &other.control}) {
             if (o != &g && o->open() && o->stream_id == stream_id && o->channel == channel) {
-                std::snprintf(why, sizeof why, "%s stream request declined: stream %u on that channel is already "
-                              "granted to consumer %u", what, stream_id, other.consumer_id);
-                return refuse(wc::ResponseCode::REJECTED, why);
+                std::snprintf(out.why, sizeof out.why, "%s stream request declined: stream %u on that channel is "
+                              "already granted to consumer %u", what, stream_id, other.consumer_id);
+                return refuse(wc::ResponseCode::REJECTED);
             }
         }
     }
@@ -127,20 +132,20 @@ ConsumerRegistry::Answer ConsumerRegistry::decide(Tracked& c, Granted Tracked::*
     // Counted now, not from descriptor_streams_: recount() runs only after both halves of a Hello are decided, so
     // that count misses a descriptor stream granted (or closed) for this very Hello.
     if (open_streams() >= config_.max_per_consumer_streams) {
-        std::snprintf(why, sizeof why, "%s stream request declined: %u per-consumer streams are open, the limit",
-                      what, config_.max_per_consumer_streams);
-        return refuse(wc::ResponseCode::REJECTED, why);
+        std::snprintf(out.why, sizeof out.why, "%s stream request declined: %u per-consumer streams are open, the "
+                      "limit", what, config_.max_per_consumer_streams);
+        return refuse(wc::ResponseCode::REJECTED);
     }
     auto pub = hub_.add_publication(std::string(channel), static_cast<int32_t>(stream_id));
     if (!pub) {
-        std::snprintf(why, sizeof why, "%s stream request declined: %s", what, pub.error().message());
-        return refuse(wc::ResponseCode::INVALID_PARAMS, why);
+        std::snprintf(out.why, sizeof out.why, "%s stream request declined: %s", what, pub.error().message());
+        return refuse(wc::ResponseCode::INVALID_PARAMS);
     }
     g.channel.assign(channel);
     g.stream_id = stream_id;
     g.publication = std::move(*pub);
     ++stats_.grants;
-    return {g.channel, g.stream_id};
+    out.answer = {g.channel, g.stream_id};
 }
 
 void ConsumerRegistry::on_hello(const wc::ConsumerHello::Decoder& d, int64_t now_ns, transport::Publication& control) {
@@ -153,18 +158,34 @@ void ConsumerRegistry::on_hello(const wc::ConsumerHello::Decoder& d, int64_t now
     c->progress_major_delta_units = d.progressMajorDeltaUnits();
     const bool asked = !d.descriptorChannel().empty() || d.descriptorStreamId() != 0 || !d.controlChannel().empty() ||
                        d.controlStreamId() != 0;
-    const Answer desc = decide(*c, &Tracked::descriptor, "descriptor", d.descriptorChannel(), d.descriptorStreamId(), control);
-    const Answer ctrl = decide(*c, &Tracked::control, "control", d.controlChannel(), d.controlStreamId(), control);
-    // W-5-5 / A-25: max_rate_hz caps a granted per-consumer descriptor stream only.
-    c->descriptor_gate.set_rate(c->descriptor.open() ? d.maxRateHz() : 0);
+    Verdict desc, ctrl;
+    decide(*c, &Tracked::descriptor, "descriptor", d.descriptorChannel(), d.descriptorStreamId(), desc);
+    decide(*c, &Tracked::control, "control", d.controlChannel(), d.controlStreamId(), ctrl);
+    // W-5-5 / A-25 / W-11-3: max_rate_hz caps a granted per-consumer descriptor stream of a RATE_LIMITED consumer only
+    // (a STREAM consumer handles every descriptor, W-11-1).
+    c->descriptor_gate.set_rate(c->descriptor.open() && d.mode() == wc::Mode::RATE_LIMITED ? d.maxRateHz() : 0);
     recount();
-    if (!asked) return;
+    if (!asked) {
+        c->replied = false;
+        return;
+    }
+    // Answer a new or changed request at once; the same answer again only after reply_refresh_ns (in case the last
+    // reply was lost).
+    const uint64_t key = (uint64_t{desc.answer.stream_id} * 0x9E3779B97F4A7C15ull) ^ (uint64_t{ctrl.answer.stream_id} << 1) ^
+                         (static_cast<uint64_t>(desc.code) << 40) ^ (static_cast<uint64_t>(ctrl.code) << 48) ^
+                         (static_cast<uint64_t>(d.mode()) << 56);
+    if (c->replied && c->reply_key == key && now_ns - c->reply_ns < config_.reply_refresh_ns) return;
+    c->replied = true;
+    c->reply_key = key;
+    c->reply_ns = now_ns;
+    if (desc.code != wc::ResponseCode::OK) send_decline(c->consumer_id, desc, control);
+    if (ctrl.code != wc::ResponseCode::OK) send_decline(c->consumer_id, ctrl, control);
     // W-5-1 / W-5-6: report what was assigned (or the decline form) in ConsumerConfig.
     wc::ConsumerConfig::Encoder e;
     if (!e.wrap_and_apply_header(reply_buf_.data(), reply_buf_.size()).ok()) return;
     e.streamId(config_.stream_id).consumerId(c->consumer_id).useShm(wc::Bool::TRUE).mode(d.mode());
-    e.descriptorStreamId(desc.stream_id).controlStreamId(ctrl.stream_id);
-    e.payloadFallbackUri(std::string_view()).descriptorChannel(desc.channel).controlChannel(ctrl.channel);
+    e.descriptorStreamId(desc.answer.stream_id).controlStreamId(ctrl.answer.stream_id);
+    e.payloadFallbackUri(std::string_view()).descriptorChannel(desc.answer.channel).controlChannel(ctrl.answer.channel);
     const auto n = e.finish();
     if (n.ok()) (void)control.offer(std::span<const uint8_t>(reply_buf_.data(), *n));
 }

@@ -20,12 +20,13 @@ namespace {
 constexpr uint32_t kStream = 10000;
 const std::string kChannel = "ipc:tensorpool-registry";
 
-std::vector<uint8_t> hello(uint32_t consumer_id, uint32_t descriptor_stream, uint32_t control_stream) {
+std::vector<uint8_t> hello(uint32_t consumer_id, uint32_t descriptor_stream, uint32_t control_stream,
+                           wc::Mode mode = wc::Mode::STREAM, uint32_t max_rate_hz = 0) {
     std::vector<uint8_t> buf(512);
     wc::ConsumerHello::Encoder e;
     (void)e.wrap_and_apply_header(buf.data(), buf.size());
     e.streamId(kStream).consumerId(consumer_id).supportsShm(wc::Bool::TRUE).supportsProgress(wc::Bool::FALSE);
-    e.mode(wc::Mode::STREAM).maxRateHz(0).expectedLayoutVersion(1);
+    e.mode(mode).maxRateHz(max_rate_hz).expectedLayoutVersion(1);
     e.progressIntervalUs(e.progressIntervalUsNullValue()).progressBytesDelta(e.progressBytesDeltaNullValue());
     e.progressMajorDeltaUnits(e.progressMajorDeltaUnitsNullValue());
     e.descriptorStreamId(descriptor_stream).controlStreamId(control_stream);
@@ -68,5 +69,52 @@ TEST(ClientConsumerRegistry, StreamLimitCountsBothHalvesOfOneHello) {
     on_hello(hello(1, 2005, 2002));
     EXPECT_EQ(registry.stats().streams_granted, 3u);
     EXPECT_EQ(registry.stats().grants, 4u);
+    EXPECT_EQ(registry.stats().declines, 1u);
+}
+
+// W-11-1, W-11-3, W-5-5: max_rate_hz caps a granted stream only for a RATE_LIMITED consumer (a STREAM consumer
+// handles every descriptor); repeats of an unchanged request are answered again only after reply_refresh_ns, so
+// periodic Hellos neither undo a supervisor's ConsumerConfig nor count one decline each.
+TEST(ClientConsumerRegistry, RateCapOnlyForRateLimitedAndRepeatsAreNotReansweredAtOnce) {
+    BusRoot bus;
+    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
+    auto control = hub.add_publication(kChannel, 1000);
+    ASSERT_TRUE(control) << control.error().message();
+    auto replies = hub.add_subscription(kChannel, 1000);
+    ASSERT_TRUE(replies) << replies.error().message();
+    ConsumerRegistryConfig rc;
+    rc.stream_id = kStream;
+    rc.shared.channel = kChannel;
+    rc.reply_refresh_ns = 1'000'000'000;
+    ConsumerRegistry registry(hub, rc);
+    auto on_hello = [&](const std::vector<uint8_t>& m, int64_t now) {
+        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
+        ASSERT_TRUE(d) << d.error().message();
+        registry.on_hello(*d, now, **control);
+    };
+    auto count_replies = [&] {
+        int configs = 0;
+        (*replies)->poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+            if (wc::ConsumerConfig::Decoder::wrap(m.data(), m.size())) ++configs;
+        }, 64);
+        return configs;
+    };
+
+    on_hello(hello(1, 2001, 0, wc::Mode::STREAM, 10), 1);
+    EXPECT_EQ(registry.stats().grants, 1u);
+    EXPECT_FALSE(registry.has_rate_capped_streams());
+    on_hello(hello(1, 2001, 0, wc::Mode::RATE_LIMITED, 10), 2);  // a change: answered, and capped now
+    EXPECT_TRUE(registry.has_rate_capped_streams());
+    EXPECT_EQ(count_replies(), 2);
+
+    // The same request again and again: no new reply until the refresh time, then one.
+    for (int64_t t = 3; t < 100; ++t) on_hello(hello(1, 2001, 0, wc::Mode::RATE_LIMITED, 10), t);
+    EXPECT_EQ(count_replies(), 0);
+    on_hello(hello(1, 2001, 0, wc::Mode::RATE_LIMITED, 10), 2 + rc.reply_refresh_ns);
+    EXPECT_EQ(count_replies(), 1);
+
+    // A repeated decline is counted once.
+    on_hello(hello(2, 1000, 0), 10);  // the shared control stream's id: INVALID_PARAMS
+    for (int64_t t = 11; t < 50; ++t) on_hello(hello(2, 1000, 0), t);
     EXPECT_EQ(registry.stats().declines, 1u);
 }

@@ -35,6 +35,10 @@ struct ConsumerRegistryConfig {
     int64_t progress_min_interval_ns = 250'000;  // producer floors for FrameProgress (W-10.2.2-15)
     uint32_t progress_min_bytes = 64 * 1024;
     std::size_t max_consumers = 4096;          // beyond this, new consumer ids are not tracked
+    // A consumer repeating the same request (periodic Hellos) gets the same answer again only this often: a reply on
+    // every Hello would undo, within one Hello period, what a supervisor's ConsumerConfig said (useShm, fallback,
+    // mode), and count one decline per Hello.
+    int64_t reply_refresh_ns = 5'000'000'000;
 };
 
 // How FrameProgress is sent right now (recomputed whenever the consumer set changes).
@@ -94,19 +98,27 @@ private:
         Granted descriptor;
         Granted control;
         RateGate descriptor_gate;
+        // What the last ConsumerConfig told it, and when: a repeat is answered only after reply_refresh_ns.
+        bool replied = false;
+        uint64_t reply_key = 0;
+        int64_t reply_ns = 0;
     };
     struct Answer {  // one half of a request, as the ConsumerConfig will report it
         std::string_view channel;
         uint32_t stream_id = 0;
     };
+    struct Verdict {  // one half decided: the answer, and why it was declined (code OK: not declined)
+        Answer answer;
+        wire::control::ResponseCode code = wire::control::ResponseCode::OK;
+        char why[400] = {};
+    };
 
     Tracked* find(uint32_t consumer_id) noexcept;
     Tracked* track(uint32_t consumer_id, int64_t now_ns);
-    Answer decide(Tracked& c, Granted Tracked::*which, const char* what, std::string_view channel, uint32_t stream_id,
-                  transport::Publication& control);
+    void decide(Tracked& c, Granted Tracked::*which, const char* what, std::string_view channel, uint32_t stream_id,
+                Verdict& out);
     void close(Granted& g);
-    void decline(uint32_t consumer_id, wire::control::ResponseCode code, const std::string& why,
-                 transport::Publication& control);
+    void send_decline(uint32_t consumer_id, const Verdict& v, transport::Publication& control);
     void recount();
     std::size_t open_streams() const noexcept;  // per-consumer streams open now (descriptor and control)
 
