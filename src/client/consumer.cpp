@@ -111,7 +111,7 @@ Status Consumer::open(int64_t now_ns) {
         progress_sub_ = std::move(*ps);
     }
     gate_.set_rate(config_.mode == ConsumerMode::rate_limited ? config_.max_rate_hz : 0);
-    streams_.rate_limited_locally = gate_.limited();
+    streams_.rate_limited_locally = gate_.limited();  // until a grant says otherwise
     pools_.reserve(16);
     pool_infos_.reserve(16);
     hello_buf_.resize(wire::MessageHeader::kSize + wc::ConsumerHello::kBlockLength + 8 +
@@ -184,8 +184,8 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
         pools_.clear();
         pool_infos_.clear();
         ring_region_.reset();
-        // §6.3: regions refused and a usable fallback was offered: FALLBACK; otherwise stay UNMAPPED.
-        if (!fallback_uri_.empty()) state_ = MappingState::fallback;
+        // §6.3: regions refused and a usable fallback was offered: FALLBACK; otherwise UNMAPPED.
+        state_ = fallback_uri_.empty() ? MappingState::unmapped : MappingState::fallback;
     };
     if (d->headerSlotBytes() != shm::kHeaderSlotBytes) {  // W-10.1.1-2
         return fail(Error::format(Errc::malformed, "announce: headerSlotBytes %u, expected 256 (W-10.1.1-2)",
@@ -349,6 +349,13 @@ void Consumer::on_consumer_config(const wc::ConsumerConfig::Decoder& d) {
     // else is the decline form (or "not requested"), and the consumer reads the shared stream.
     const std::string_view dch = d.descriptorChannel();
     bool granted = !dch.empty() && d.descriptorStreamId() != 0 && d.descriptorStreamId() <= INT32_MAX;
+    // Only on the channel we asked for, or the shared one: a channel string carries transport parameters, and a
+    // grant is no reason to take whatever the other side names.
+    if (granted && dch != config_.descriptor_request.channel && dch != ch.channel) {
+        last_response_ = "granted descriptor channel '" + std::string(dch) + "' is neither the one requested nor the "
+                         "shared one: ignored";
+        granted = false;
+    }
     if (granted) {
         const std::string channel(dch);
         if (Status s = resubscribe(descriptor_sub_, channel, static_cast<int32_t>(d.descriptorStreamId())); !s) {
@@ -360,18 +367,22 @@ void Consumer::on_consumer_config(const wc::ConsumerConfig::Decoder& d) {
         }
     }
     if (!granted) {
-        if (config_.descriptor_request.requested()) ++stats_.stream_declines;
+        // Counted when the answer changes, not on every repeat of it.
+        if (config_.descriptor_request.requested() && !descriptor_declined_) ++stats_.stream_declines;
         if (Status s = resubscribe(descriptor_sub_, ch.channel, ch.descriptor_stream); !s) last_error_ = s.error().message();
         streams_.descriptor_channel.clear();
         streams_.descriptor_stream_id = 0;
     }
     if (granted != streams_.per_consumer_descriptor) have_last_seq_ = false;  // another stream: no gap across it
     streams_.per_consumer_descriptor = granted;
+    descriptor_declined_ = !granted && config_.descriptor_request.requested();
 
     // Control half (W-5-6/-7): only FrameProgress moves to a granted stream; do_work() keeps the shared one.
     const std::string_view cch = d.controlChannel();
-    bool control_granted = !cch.empty() && d.controlStreamId() != 0 && d.controlStreamId() <= INT32_MAX;
-    if (!control_granted && config_.control_request.requested()) ++stats_.stream_declines;
+    bool control_granted = !cch.empty() && d.controlStreamId() != 0 && d.controlStreamId() <= INT32_MAX &&
+                           (cch == config_.control_request.channel || cch == ch.channel);
+    if (!control_granted && config_.control_request.requested() && !control_declined_) ++stats_.stream_declines;
+    control_declined_ = !control_granted && config_.control_request.requested();
     if (config_.supports_progress) {
         if (control_granted) {
             if (Status s = resubscribe(progress_sub_, std::string(cch), static_cast<int32_t>(d.controlStreamId())); !s) {
@@ -385,14 +396,15 @@ void Consumer::on_consumer_config(const wc::ConsumerConfig::Decoder& d) {
     streams_.control_channel = control_granted ? std::string(cch) : std::string();
     streams_.control_stream_id = control_granted ? static_cast<int32_t>(d.controlStreamId()) : 0;
 
-    // §11: a producer may force RATE_LIMITED (a GUI); the cap is ours. The producer enforces it on a granted
-    // per-consumer descriptor stream (W-5-5); on the shared stream we gate locally (W-11-2).
+    // §11: a producer may force RATE_LIMITED (a GUI); the cap is ours. On the shared stream we gate locally
+    // (W-11-2). On a granted stream the producer may cap (W-5-5 is a MAY): a gate 25% looser than the cap stays as
+    // a safety net against a producer that does not, without dropping frames a capping producer let through.
     forced_rate_limited_ = d.mode() == wc::Mode::RATE_LIMITED;
-    const bool limited = (config_.mode == ConsumerMode::rate_limited || forced_rate_limited_) && !granted;
-    if (limited != gate_.limited()) gate_.set_rate(limited ? config_.max_rate_hz : 0);
-    streams_.rate_limited_locally = gate_.limited();
-    capped_stream_ = granted && (config_.mode == ConsumerMode::rate_limited || forced_rate_limited_) &&
-                     config_.max_rate_hz != 0;
+    const bool rate_limited = config_.mode == ConsumerMode::rate_limited || forced_rate_limited_;
+    const uint32_t cap = config_.max_rate_hz;
+    gate_.set_rate(!rate_limited || cap == 0 ? 0 : granted ? cap + cap / 4 + 1 : cap);
+    streams_.rate_limited_locally = rate_limited && cap != 0 && !granted;
+    capped_stream_ = granted && rate_limited && cap != 0;
 
     // Payload fallback (§6.3, W-10.1.3-1/-2): only the schemes we know; anything else is unsupported.
     const std::string_view fb = d.payloadFallbackUri();
@@ -404,6 +416,7 @@ void Consumer::on_consumer_config(const wc::ConsumerConfig::Decoder& d) {
         fallback_uri_.clear();
         last_response_ = "payload fallback URI with an unsupported scheme ignored (W-10.1.3-2): " + std::string(fb);
     }
+    if (state_ == MappingState::fallback && fallback_uri_.empty()) state_ = MappingState::unmapped;  // §6.3
     const bool forbid = d.useShm() == wc::Bool::FALSE;
     const MappingState forbidden_state = fallback_uri_.empty() ? MappingState::unmapped : MappingState::fallback;
     if (forbid && (!shm_forbidden_ || state_ != forbidden_state)) {
@@ -413,6 +426,12 @@ void Consumer::on_consumer_config(const wc::ConsumerConfig::Decoder& d) {
         shm_forbidden_ = false;  // the next announce maps again (§6.3 FALLBACK -> MAPPED)
         if (state_ == MappingState::fallback) state_ = MappingState::unmapped;
     }
+}
+
+void Consumer::allow_shm() noexcept {
+    if (!shm_forbidden_) return;
+    shm_forbidden_ = false;
+    if (state_ == MappingState::fallback) state_ = MappingState::unmapped;
 }
 
 void Consumer::enter_fallback_or_unmap(const std::string& why) {

@@ -77,6 +77,17 @@ TEST(ClientFallback, UseShmFalseOrRefusedRegionsGoToFallbackOnlyWithAUsableUri) 
     ASSERT_TRUE(publish_test_frame(p, false, why)) << why;
     ASSERT_TRUE(spin([&] { c.poll_frames([&](const FrameView& f) { frames += f.still_valid(); }, 8); return frames == 1; }));
 
+    // A fallback withdrawn while in FALLBACK leaves it UNMAPPED (§6.3); allow_shm() lifts a useShm = FALSE whose
+    // sender will never say otherwise, and the next announce maps.
+    ASSERT_TRUE((*supervisor)->offer(consumer_config(77, false, "bridge://camera-7")).ok());
+    ASSERT_TRUE(spin([&] { return c.state() == MappingState::fallback; }));
+    ASSERT_TRUE((*supervisor)->offer(consumer_config(77, false, "")).ok());
+    ASSERT_TRUE(spin([&] { return c.stats().configs_received == 5; }));
+    EXPECT_EQ(c.state(), MappingState::unmapped);
+    EXPECT_EQ(c.fallback_uri(), "");
+    c.allow_shm();
+    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; }));
+
     // Regions the consumer must refuse (outside its allowed directories) with a fallback offered: FALLBACK.
     ConsumerConfig strict = cfg;
     strict.consumer_id = 78;

@@ -206,6 +206,9 @@ public:
     // The payload fallback the producer offered (ConsumerConfig.payloadFallbackUri; aeron: or bridge:// only,
     // W-10.1.3-2); with state() == fallback the payload is to be fetched there instead of SHM.
     const std::string& fallback_uri() const noexcept { return fallback_uri_; }
+    // Lifts a ConsumerConfig.useShm = FALSE (which otherwise holds until a ConsumerConfig says TRUE, e.g. when the
+    // supervisor that said it is gone): the next announce maps again.
+    void allow_shm() noexcept;
     // The producer's metadata (name, attributes by meta_version, blobs) received on the metadata stream;
     // FrameView::meta_version() says which attribute set a frame uses.
     const MetadataReceiver& metadata() const noexcept { return metadata_; }
@@ -272,6 +275,8 @@ private:
     bool shm_forbidden_ = false;  // ConsumerConfig.useShm = FALSE: do not map until told otherwise
     bool forced_rate_limited_ = false;  // ConsumerConfig.mode = RATE_LIMITED
     bool capped_stream_ = false;        // a granted descriptor stream the producer caps at our max_rate_hz
+    bool descriptor_declined_ = false;  // the last ConsumerConfig declined our descriptor request
+    bool control_declined_ = false;
     RateGate gate_;
     // FrameProgress of the newest frame reported (W-10.2.2-8/-12), and a frame whose progress broke the rules.
     uint64_t progress_seq_ = 0;
