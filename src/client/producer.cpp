@@ -23,13 +23,19 @@ std::span<const uint8_t> encoded(const uint8_t* buf, const Result<std::size_t>& 
     return n.ok() ? std::span<const uint8_t>(buf, *n) : std::span<const uint8_t>();
 }
 
+bool same_shape(const TensorShape& a, const TensorShape& b) noexcept {
+    return a.dtype == b.dtype && a.major_order == b.major_order && a.ndims == b.ndims && a.dims == b.dims &&
+           a.strides == b.strides && a.progress_unit == b.progress_unit &&
+           a.progress_stride_bytes == b.progress_stride_bytes;
+}
+
 }  // namespace
 
 // ---- FrameClaim -------------------------------------------------------------------------------------------
 
 FrameClaim::FrameClaim(FrameClaim&& o) noexcept
     : producer_(std::exchange(o.producer_, nullptr)), payload_(o.payload_), seq_(o.seq_), pool_index_(o.pool_index_),
-      has_shape_(o.has_shape_) {}
+      has_shape_(o.has_shape_), options_(o.options_) {}
 
 FrameClaim& FrameClaim::operator=(FrameClaim&& o) noexcept {
     if (this != &o) {
@@ -39,6 +45,7 @@ FrameClaim& FrameClaim::operator=(FrameClaim&& o) noexcept {
         seq_ = o.seq_;
         pool_index_ = o.pool_index_;
         has_shape_ = o.has_shape_;
+        options_ = o.options_;
     }
     return *this;
 }
@@ -48,6 +55,8 @@ bool FrameClaim::progress(uint64_t bytes_filled) noexcept {
     return producer_->report_progress(seq_, bytes_filled);
 }
 
+PublishResult FrameClaim::commit() noexcept { return commit(options_); }
+
 PublishResult FrameClaim::commit(const FrameOptions& options) noexcept {
     if (producer_ == nullptr || !has_shape_) return {PublishOutcome::invalid, seq_};
     return commit(producer_->image_shape_, options);
@@ -55,6 +64,10 @@ PublishResult FrameClaim::commit(const FrameOptions& options) noexcept {
 
 PublishResult FrameClaim::commit(const TensorShape& shape, const FrameOptions& options) noexcept {
     if (producer_ == nullptr) return {PublishOutcome::invalid, seq_};
+    // A claim made with a shape has its layout in the slot already, where progress readers use it while the slot
+    // is IN-PROGRESS; rewriting it now could hand them a mix of two layouts that the seqlock cannot see (the word
+    // stays seq << 1 until the commit). So the shape may not change; the claim stays open.
+    if (has_shape_ && !same_shape(shape, producer_->image_shape_)) return {PublishOutcome::invalid, seq_};
     Producer* p = std::exchange(producer_, nullptr);
     p->claim_open_ = false;
     return p->finish_frame(pool_index_, seq_, static_cast<uint32_t>(payload_.size()), shape, options);
@@ -255,6 +268,7 @@ PublishResult Producer::try_claim(const TensorShape& shape, uint32_t length, Fra
     claim.seq_ = seq;
     claim.pool_index_ = static_cast<uint32_t>(p);
     claim.has_shape_ = true;
+    claim.options_ = options;
     claim_open_ = true;
     start_progress(seq, length, shape);
     return {PublishOutcome::published, seq};
@@ -266,13 +280,6 @@ PublishResult Producer::finish_frame(uint32_t pool_index, uint64_t seq, uint32_t
     return commit_prepared(seq, options);
 }
 
-namespace {
-bool same_shape(const TensorShape& a, const TensorShape& b) noexcept {
-    return a.dtype == b.dtype && a.major_order == b.major_order && a.ndims == b.ndims && a.dims == b.dims &&
-           a.strides == b.strides && a.progress_unit == b.progress_unit &&
-           a.progress_stride_bytes == b.progress_stride_bytes;
-}
-}  // namespace
 
 // Frames of one stream nearly always share a shape, so the 256-byte slot image is encoded (with the generated
 // codecs, every reserved byte zero) only when the shape changes; otherwise the five SlotHeader fields that

@@ -337,7 +337,9 @@ bool is_contiguous(const TensorShape& shape, const std::array<std::int64_t, kMax
     for (std::size_t k = 0; k < n; ++k) {
         const std::size_t i = row ? n - 1 - k : k;
         if (resolved[i] != expected) return false;
-        expected *= shape.dims[i] > 0 ? shape.dims[i] : 1;
+        // The extent check stops at a zero dim, so the product past it is unchecked: an overflow means no tensor
+        // of that many bytes exists to be contiguous.
+        if (__builtin_mul_overflow(expected, std::int64_t{shape.dims[i] > 0 ? shape.dims[i] : 1}, &expected)) return false;
     }
     return true;
 }

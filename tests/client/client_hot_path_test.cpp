@@ -36,6 +36,7 @@ TEST(ClientHotPath, PublishAndReceiveAllocateNothingAfterStartUp) {
     cc.announce_period_ns = 1'000'000;
     cc.hello_period_ns = 1'000'000;
     cc.qos_period_ns = 1'000'000;
+    cc.supports_progress = true;  // FrameProgress on the publish and receive paths too
     auto c = Consumer::create(hub, cc);
     ASSERT_TRUE(c.ok()) << c.error().message();
 
@@ -52,11 +53,13 @@ TEST(ClientHotPath, PublishAndReceiveAllocateNothingAfterStartUp) {
     };
     // Start-up: map the regions, meet every transport image once.
     const int64_t deadline = monotonic_ns() + 10'000'000'000;
-    while ((*c)->state() != MappingState::mapped && monotonic_ns() < deadline) {
+    while (((*c)->state() != MappingState::mapped || !(*p)->consumers().progress().enabled) && monotonic_ns() < deadline) {
         (*p)->do_work(monotonic_ns());
         (*c)->do_work(monotonic_ns());
     }
     ASSERT_EQ((*c)->state(), MappingState::mapped);
+    uint64_t progress_reports = 0;
+    auto on_progress = [&](const ProgressView& v) { progress_reports += v.still_valid() ? 1 : 0; };
     shape.dims[0] = 8;
     (void)(*p)->offer(shape, std::span(payload.data(), 8));
     (*c)->poll_frames(on_frame, 8);
@@ -65,14 +68,21 @@ TEST(ClientHotPath, PublishAndReceiveAllocateNothingAfterStartUp) {
     for (int i = 0; i < 5000; ++i) {
         const std::size_t n = i % 3 == 0 ? 3000 : 100;
         shape.dims[0] = static_cast<int32_t>(n);
-        if (i % 2 == 0) {
+        if (i % 4 == 0) {
             ASSERT_TRUE((*p)->offer(shape, std::span(payload.data(), n)).committed());
+        } else if (i % 4 == 2) {  // a shaped claim with progress reports
+            FrameClaim claim;
+            ASSERT_TRUE((*p)->try_claim(shape, static_cast<uint32_t>(n), claim).committed());
+            ASSERT_TRUE(claim.progress(n / 2));
+            ASSERT_TRUE(claim.progress(n));
+            ASSERT_TRUE(claim.commit().committed());
         } else {
             FrameClaim claim;
             ASSERT_TRUE((*p)->try_claim(static_cast<uint32_t>(n), claim).committed());
             claim.payload()[0] = std::byte{1};
             ASSERT_TRUE(claim.commit(shape).committed());
         }
+        (*c)->poll_progress(on_progress, 8);  // before the frames: progress of a delivered frame is ignored
         (*c)->poll_frames(on_frame, 8);
         if (i % 50 == 0) {
             (*p)->do_work(monotonic_ns());
@@ -83,6 +93,7 @@ TEST(ClientHotPath, PublishAndReceiveAllocateNothingAfterStartUp) {
     EXPECT_EQ(allocated, 0u) << "allocations on the publish/receive path";
     EXPECT_GE(received, 5000u);
     EXPECT_EQ(valid, received);
+    EXPECT_GT(progress_reports, 1000u);  // STARTED and COMPLETE of each shaped claim at least
     std::error_code ec;
     std::filesystem::remove_all(regions, ec);
 }

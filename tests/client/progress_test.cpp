@@ -215,7 +215,8 @@ TEST(ClientProgress, ThrottledByMergedHintsAndARuleBreakingFrameIsDropped) {
     TempDir shm_dir("/dev/shm");
     transport::TransportHub hub(bus.options());
     ProducerConfig pcfg = progress_producer_config(shm_dir.path());
-    pcfg.progress_min_interval_ns = 2'000'000;  // 2 ms floor
+    pcfg.progress_min_interval_ns = 50'000'000;  // a 50 ms floor: the tight loop below fits in one interval even
+                                                 // on a loaded machine
     pcfg.progress_min_bytes = 1024;
     auto producer = Producer::create(hub, pcfg);
     ASSERT_TRUE(producer.ok()) << producer.error().message();
@@ -235,7 +236,7 @@ TEST(ClientProgress, ThrottledByMergedHintsAndARuleBreakingFrameIsDropped) {
         c.do_work(monotonic_ns());
         return c.state() == MappingState::mapped && p.consumers().progress().enabled;
     }, 10s));
-    EXPECT_EQ(p.consumers().progress().interval_ns, 2'000'000);
+    EXPECT_EQ(p.consumers().progress().interval_ns, 50'000'000);
     EXPECT_EQ(p.consumers().progress().bytes_delta, 32u * 1024);
 
     struct Seen {
@@ -258,7 +259,9 @@ TEST(ClientProgress, ThrottledByMergedHintsAndARuleBreakingFrameIsDropped) {
     FrameClaim claim;
     ASSERT_TRUE(p.try_claim(progress_shape(), kFrameBytes, claim).committed());
     const uint64_t seq1 = claim.seq();
+    const int64_t loop_start = monotonic_ns();
     for (uint32_t i = 1; i <= 200; ++i) ASSERT_TRUE(claim.progress(uint64_t{i} * 1024));
+    if (monotonic_ns() - loop_start > 40'000'000) GTEST_SKIP() << "200 calls took more than 40 ms: machine too loaded";
     drain();
     const auto count = [&](wc::FrameProgressState st) {
         return std::count_if(seen.begin(), seen.end(), [&](const Seen& s) { return s.seq == seq1 && s.state == st; });
@@ -266,7 +269,7 @@ TEST(ClientProgress, ThrottledByMergedHintsAndARuleBreakingFrameIsDropped) {
     EXPECT_EQ(count(wc::FrameProgressState::STARTED), 1);
     EXPECT_LE(count(wc::FrameProgressState::PROGRESS), 1);
     // The held-back count goes out once the interval ends, from do_work.
-    std::this_thread::sleep_for(3ms);
+    std::this_thread::sleep_for(60ms);
     p.do_work(monotonic_ns());
     drain();
     ASSERT_FALSE(seen.empty());
@@ -282,7 +285,7 @@ TEST(ClientProgress, ThrottledByMergedHintsAndARuleBreakingFrameIsDropped) {
     // Frame 2: a forged report with a smaller count for the same frame (W-10.2.2-8) poisons it.
     ASSERT_TRUE(p.try_claim(progress_shape(), kFrameBytes, claim).committed());
     const uint64_t seq2 = claim.seq();
-    std::this_thread::sleep_for(3ms);
+    std::this_thread::sleep_for(60ms);
     ASSERT_TRUE(claim.progress(100 * 1024));
     drain();
     ASSERT_EQ(seen.back().filled, 100u * 1024);
@@ -316,6 +319,16 @@ TEST(ClientProgress, ThrottledByMergedHintsAndARuleBreakingFrameIsDropped) {
     ASSERT_TRUE(claim.commit().committed());
     drain();
     EXPECT_EQ(frames, 2u);
+
+    // A shaped claim keeps its shape: committing another one is refused and the claim stays open.
+    ASSERT_TRUE(p.try_claim(progress_shape(), kFrameBytes, claim).committed());
+    shm::TensorShape other = progress_shape();
+    other.dims[0] = 128;
+    EXPECT_EQ(claim.commit(other).outcome, PublishOutcome::invalid);
+    EXPECT_TRUE(claim.active());
+    ASSERT_TRUE(claim.commit().committed());
+    drain();
+    EXPECT_EQ(frames, 3u);
 
     // A claim made without a shape has no layout in the slot yet: progress() refuses it.
     ASSERT_TRUE(p.try_claim(kFrameBytes, claim).committed());

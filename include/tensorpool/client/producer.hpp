@@ -111,8 +111,11 @@ public:
     // a claim made with a shape; never decreasing and at most payload().size() (W-10.2.2-7/-8), else false and
     // nothing is sent. Throttled to the consumers' merged hints; a no-op while no consumer supports progress.
     bool progress(uint64_t bytes_filled) noexcept;
-    // Commits with the shape given to try_claim(shape, ...), or with `shape` (which replaces it).
-    PublishResult commit(const FrameOptions& options = {}) noexcept;
+    // A claim made with a shape: commit() uses the FrameOptions given to try_claim, commit(options) these instead;
+    // commit(shape, ...) with another shape is refused (invalid, the claim stays open): progress readers already
+    // use the layout in the slot. A claim made without a shape needs commit(shape, options).
+    PublishResult commit() noexcept;
+    PublishResult commit(const FrameOptions& options) noexcept;
     PublishResult commit(const TensorShape& shape, const FrameOptions& options = {}) noexcept;
     void abort() noexcept;
 
@@ -123,6 +126,7 @@ private:
     uint64_t seq_ = 0;
     uint32_t pool_index_ = 0;
     bool has_shape_ = false;  // the slot header already holds the frame's layout (claimed with a shape)
+    FrameOptions options_;    // given to try_claim(shape, ...)
 };
 
 class Producer {
