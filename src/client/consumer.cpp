@@ -502,6 +502,7 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
         if (r == shm::ReadBegin::overwritten && ahead - seq > config_.max_outstanding_seq_gap && ahead >= ring_.nslots()) {
             resync_to_ = ahead - ring_.nslots() + 1;
             ++stats_.resyncs;
+            skip_requested_ = true;  // and jump to the newest descriptor once this poll returns
         }
         return;
     }
@@ -619,7 +620,15 @@ int Consumer::poll_progress(ProgressHandler handler, int limit) {
 
 int Consumer::poll_frames(FrameHandler handler, int limit) {
     auto on_message = [&](std::span<const uint8_t> m, const transport::MessageInfo&) { on_descriptor(m, handler); };
-    return descriptor_sub_->poll(on_message, limit);
+    const int n = descriptor_sub_->poll(on_message, limit);
+    if (skip_requested_) {
+        // W-15.4-4: every descriptor still queued behind the lapped one points at an overwritten slot. Where the
+        // transport can, jump past them instead of reading each (a consumer that reads them one by one at the
+        // producer's own pace never catches up); the seqs jumped over are counted as gaps when the next arrives.
+        skip_requested_ = false;
+        (void)descriptor_sub_->skip_to_latest();
+    }
+    return n;
 }
 
 }  // namespace tensorpool::client

@@ -138,3 +138,55 @@ TEST(ClientDropAccounting, SlotsOverwrittenBeforeTheyAreReadCountDropsLateExactl
     EXPECT_EQ(cons->torn.load(), 0u);
     EXPECT_EQ(cons->bad(), 0u) << "first bad seq " << cons->first_bad_seq.load() << " " << describe(*cons);
 }
+
+// W-15.4-4: lapped by far more than max_outstanding_seq_gap, the consumer does not read its way through every
+// stale descriptor (at the producer's own pace it would never catch up): it jumps to the newest one. Every seq is
+// still accounted for exactly once — accepted, late (read and found overwritten) or gap (jumped over) — and only
+// the descriptors read before the jump are late.
+TEST(ClientDropAccounting, ConsumerLappedFarBeyondTheGapLimitSkipsToTheNewestAndAccountsForEverySeq) {
+    constexpr uint32_t kNslots = 16;
+    constexpr uint64_t kBefore = 8;
+    constexpr uint64_t kLapped = 3000;  // far more than max_outstanding_seq_gap (256)
+
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    SharedBox<ProducerShared> prod;
+    SharedBox<ConsumerShared> cons;
+    ProducerChild pc(bus.options(), test_producer_config(shm_dir.path(), kNslots));
+    pc.burst = 64;
+    ConsumerChild cc(bus.options(), test_consumer_config(shm_dir.path()));
+
+    Processes procs;
+    const pid_t consumer = procs.start([&] { return consumer_main(cc, *cons); });
+    const pid_t producer = procs.start([&] { return producer_main(pc, *prod); });
+    ASSERT_TRUE(wait_until([&] { return prod->ready.load() == 1 && cons->mapped_epoch.load() == prod->epoch.load(); },
+                           10s))
+        << describe(*cons);
+    prod->target.store(kBefore);
+    ASSERT_TRUE(wait_until([&] { return cons->good.load() == kBefore; }, 20s)) << describe(*cons);
+    cons->pause.store(1);
+    ASSERT_TRUE(wait_until([&] { return cons->paused.load() == 1; }, 10s));
+    prod->target.store(kBefore + kLapped);
+    ASSERT_TRUE(wait_until([&] { return prod->published.load() == kBefore + kLapped; }, 20s)) << describe(*prod);
+    cons->pause.store(0);
+    const bool done = wait_until([&] { return cons->last_seq.load() == kBefore + kLapped - 1; }, 20s);
+    std::this_thread::sleep_for(100ms);
+    prod->stop.store(1);
+    cons->stop.store(1);
+    EXPECT_EQ(procs.wait(producer, 30), ChildResult::ok());
+    EXPECT_EQ(procs.wait(consumer, 30), ChildResult::ok());
+    ASSERT_TRUE(done) << describe(*cons);
+
+    const uint64_t accepted = cons->frames_accepted.load(), late = cons->drops_late.load(), gap = cons->drops_gap.load();
+    EXPECT_EQ(accepted + late + gap, kBefore + kLapped) << describe(*cons);
+    EXPECT_GE(cons->resyncs.load(), 1u);
+    EXPECT_GE(accepted, kBefore + 1);              // the newest frame at least
+    EXPECT_LE(late, 256u + 64u) << describe(*cons);  // read before the jump: within the gap limit plus one poll
+    EXPECT_GT(gap, kLapped / 2) << "the stale descriptors were read one by one instead of jumped over";
+    EXPECT_EQ(cons->good.load(), accepted);
+    EXPECT_EQ(cons->drops_invalid.load(), 0u);
+    EXPECT_EQ(cons->bad(), 0u) << describe(*cons);
+    std::printf("[ figures  ] lapped by %llu frames (ring %u): %llu accepted, %llu late, %llu jumped over\n",
+                static_cast<unsigned long long>(kLapped), kNslots, static_cast<unsigned long long>(accepted),
+                static_cast<unsigned long long>(late), static_cast<unsigned long long>(gap));
+}

@@ -274,6 +274,7 @@ private:
     bool id_self_assigned_ = false;  // ConsumerConfig::consumer_id was 0: a collision picks a new random id
     bool shm_forbidden_ = false;  // ConsumerConfig.useShm = FALSE: do not map until told otherwise
     bool forced_rate_limited_ = false;  // ConsumerConfig.mode = RATE_LIMITED
+    bool skip_requested_ = false;       // lapped by the ring: skip the transport to the newest descriptor
     bool capped_stream_ = false;        // a granted descriptor stream the producer caps at our max_rate_hz
     bool descriptor_declined_ = false;  // the last ConsumerConfig declined our descriptor request
     bool control_declined_ = false;

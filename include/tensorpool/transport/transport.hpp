@@ -143,6 +143,10 @@ public:
     virtual uint64_t lost_bytes() const noexcept = 0;
     virtual const std::string& channel() const noexcept = 0;
     virtual int32_t stream_id() const noexcept = 0;
+    // Moves past everything already published, to the newest message, for a reader that knows what it has not
+    // read yet is useless (a consumer lapped by the producer's ring, W-15.4-4). Skipped messages are not counted
+    // as lost. True if the backend can; the default (and Aeron's) cannot and keeps reading in order.
+    virtual bool skip_to_latest() noexcept { return false; }
 };
 
 // One backend instance (one Aeron client, or one ipc bus root).

@@ -154,6 +154,17 @@ void IpcSubscription::resync(Image& im) noexcept {
     // next_seq stays: the first record read after the jump tells exactly how many messages were skipped.
 }
 
+bool IpcSubscription::skip_to_latest() noexcept {
+    // As a lapped reader resumes (resync), but on request: the newest complete record, or the tail. Not loss.
+    for (Image& im : images_) {
+        const uint64_t lost = lost_bytes_;
+        resync(im);
+        lost_bytes_ = lost;
+        im.seq_known = false;  // the records jumped over are not lost messages
+    }
+    return true;
+}
+
 int IpcSubscription::poll_image(Image& im, MessageHandler& handler, int limit) noexcept {
     // Batch after batch until the limit or the tail. After skipping ahead once, read from the new position in the
     // same call, so that a poll returning 0 means there is nothing to read now. A second lap in one call (a writer

@@ -35,6 +35,7 @@ public:
     ~IpcSubscription() override;
 
     int poll(MessageHandler handler, int message_limit) noexcept override;
+    bool skip_to_latest() noexcept override;
     int image_count() const noexcept override { return static_cast<int>(images_.size()); }
     uint64_t lost_messages() const noexcept override { return lost_messages_; }
     uint64_t lost_bytes() const noexcept override { return lost_bytes_; }
