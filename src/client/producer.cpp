@@ -229,27 +229,16 @@ PublishResult Producer::offer(const TensorShape& shape, std::span<const std::byt
 }
 
 PublishResult Producer::try_claim(uint32_t length, FrameClaim& claim) noexcept {
-    claim.abort();
-    if (claim_open_) return {PublishOutcome::invalid, next_seq_};
-    const int p = pool_for(length);
-    if (p < 0) {
-        ++stats_.frames_no_pool;
-        return {PublishOutcome::no_pool_fits, next_seq_};
-    }
-    const uint64_t seq = next_seq_;
-    const uint32_t index = shm::header_index(seq, config_.header_nslots);
-    shm::seqlock_begin_write(ring_.header_slot(index), seq);  // W-8-23: before any payload byte is written
-    claim.producer_ = this;
-    claim.payload_ = std::span<std::byte>(pools_[p].region.payload_slot(index), length);
-    claim.seq_ = seq;
-    claim.pool_index_ = static_cast<uint32_t>(p);
-    claim.has_shape_ = false;
-    claim_open_ = true;
-    return {PublishOutcome::published, seq};
+    return claim_slot(length, claim, nullptr, FrameOptions{});
 }
 
 PublishResult Producer::try_claim(const TensorShape& shape, uint32_t length, FrameClaim& claim,
                                   const FrameOptions& options) noexcept {
+    return claim_slot(length, claim, &shape, options);
+}
+
+PublishResult Producer::claim_slot(uint32_t length, FrameClaim& claim, const TensorShape* shape,
+                                   const FrameOptions& options) noexcept {
     claim.abort();
     if (claim_open_) return {PublishOutcome::invalid, next_seq_};
     const int p = pool_for(length);
@@ -258,19 +247,23 @@ PublishResult Producer::try_claim(const TensorShape& shape, uint32_t length, Fra
         return {PublishOutcome::no_pool_fits, next_seq_};
     }
     const uint64_t seq = next_seq_;
-    if (!prepare_image(static_cast<uint32_t>(p), seq, length, shape, options)) return {PublishOutcome::invalid, seq};
+    // A shaped claim's header image is ready before the slot is touched: a shape that cannot be encoded never
+    // leaves a slot IN-PROGRESS.
+    if (shape != nullptr && !prepare_image(static_cast<uint32_t>(p), seq, length, *shape, options)) {
+        return {PublishOutcome::invalid, seq};
+    }
     const uint32_t index = shm::header_index(seq, config_.header_nslots);
     std::byte* slot = ring_.header_slot(index);
-    shm::seqlock_begin_write(slot, seq);     // W-8-23
-    shm::seqlock_store_header(slot, image_);  // the layout, for prefix readers while IN-PROGRESS
+    shm::seqlock_begin_write(slot, seq);  // W-8-23: before any payload byte is written
+    if (shape != nullptr) shm::seqlock_store_header(slot, image_);  // the layout, for prefix readers
     claim.producer_ = this;
     claim.payload_ = std::span<std::byte>(pools_[p].region.payload_slot(index), length);
     claim.seq_ = seq;
     claim.pool_index_ = static_cast<uint32_t>(p);
-    claim.has_shape_ = true;
+    claim.has_shape_ = shape != nullptr;
     claim.options_ = options;
     claim_open_ = true;
-    start_progress(seq, length, shape);
+    if (shape != nullptr) start_progress(seq, length, *shape);
     return {PublishOutcome::published, seq};
 }
 

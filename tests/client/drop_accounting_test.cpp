@@ -89,6 +89,52 @@ TEST(ClientDropAccounting, SeqGapsInTheDescriptorStreamCountDropsGapExactly) {
     EXPECT_EQ(cons->bad(), 0u) << describe(*cons);
 }
 
+namespace {
+
+// The consumer reads `before` frames, stops reading while the producer publishes `lapped` more on an `nslots` ring,
+// then reads again until it has seen the last seq; both processes are stopped after. What the consumer counted is
+// in `cons`.
+struct LappedRun {
+    SharedBox<ProducerShared> prod;
+    SharedBox<ConsumerShared> cons;
+};
+
+::testing::AssertionResult run_lapped(LappedRun& r, uint32_t nslots, uint64_t before, uint64_t lapped, int burst) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    ProducerChild pc(bus.options(), test_producer_config(shm_dir.path(), nslots));
+    pc.burst = burst;
+    ConsumerChild cc(bus.options(), test_consumer_config(shm_dir.path()));
+    ProducerShared& prod = *r.prod;
+    ConsumerShared& cons = *r.cons;
+
+    Processes procs;
+    const pid_t consumer = procs.start([&] { return consumer_main(cc, cons); });
+    const pid_t producer = procs.start([&] { return producer_main(pc, prod); });
+    auto fail = [&](const char* what) { return ::testing::AssertionFailure() << what << ": " << describe(cons); };
+    if (!wait_until([&] { return prod.ready.load() == 1 && cons.mapped_epoch.load() == prod.epoch.load(); }, 10s)) {
+        return fail("the consumer did not map the producer");
+    }
+    prod.target.store(before);
+    if (!wait_until([&] { return cons.good.load() == before; }, 20s)) return fail("the first frames did not arrive");
+    cons.pause.store(1);
+    if (!wait_until([&] { return cons.paused.load() == 1; }, 10s)) return fail("the consumer did not pause");
+    prod.target.store(before + lapped);
+    if (!wait_until([&] { return prod.published.load() == before + lapped; }, 20s)) return fail("not all published");
+    cons.pause.store(0);
+    const bool done = wait_until([&] { return cons.last_seq.load() == before + lapped - 1; }, 20s);
+    std::this_thread::sleep_for(100ms);
+    prod.stop.store(1);
+    cons.stop.store(1);
+    const ChildResult pr = procs.wait(producer, 30), cr = procs.wait(consumer, 30);
+    if (!(pr == ChildResult::ok()) || !(cr == ChildResult::ok())) return fail("a child did not exit cleanly");
+    if (!done) return fail("the consumer never reached the last seq");
+    if (prod.errors.load() != 0) return ::testing::AssertionFailure() << prod.error.get();
+    return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
 // W-15.4-1 (the producer overwrites without waiting), W-15.4-2, W-15.3-2, W-10.2.1-11, W-8-19, §3.4 rule 6,
 // W-15.13-5, A-18: the consumer stops reading descriptors while the producer laps a 16-slot ring many times; when
 // it reads again, every frame whose slot now holds a newer seq is drops_late (not a gap, not invalid, never handed
@@ -97,38 +143,9 @@ TEST(ClientDropAccounting, SlotsOverwrittenBeforeTheyAreReadCountDropsLateExactl
     constexpr uint32_t kNslots = 16;
     constexpr uint64_t kBefore = 8;    // read normally (fewer than kNslots: cannot be lapped, however slow we are)
     constexpr uint64_t kLapped = 200;  // published while the consumer is not reading
-
-    BusRoot bus;
-    TempDir shm_dir("/dev/shm");
-    SharedBox<ProducerShared> prod;
-    SharedBox<ConsumerShared> cons;
-    ProducerChild pc(bus.options(), test_producer_config(shm_dir.path(), kNslots));
-    pc.burst = 8;
-    ConsumerChild cc(bus.options(), test_consumer_config(shm_dir.path()));
-
-    Processes procs;
-    const pid_t consumer = procs.start([&] { return consumer_main(cc, *cons); });
-    const pid_t producer = procs.start([&] { return producer_main(pc, *prod); });
-    ASSERT_TRUE(wait_until([&] { return prod->ready.load() == 1 && cons->mapped_epoch.load() == prod->epoch.load(); },
-                           10s))
-        << describe(*cons);
-
-    prod->target.store(kBefore);
-    ASSERT_TRUE(wait_until([&] { return cons->good.load() == kBefore; }, 20s)) << describe(*cons);
-    cons->pause.store(1);
-    ASSERT_TRUE(wait_until([&] { return cons->paused.load() == 1; }, 10s));
-    prod->target.store(kBefore + kLapped);
-    ASSERT_TRUE(wait_until([&] { return prod->published.load() == kBefore + kLapped; }, 20s)) << describe(*prod);
-    cons->pause.store(0);
-    const bool done = wait_until([&] { return cons->last_seq.load() == kBefore + kLapped - 1; }, 20s);
-    std::this_thread::sleep_for(100ms);
-    prod->stop.store(1);
-    cons->stop.store(1);
-    EXPECT_EQ(procs.wait(producer, 30), ChildResult::ok());
-    EXPECT_EQ(procs.wait(consumer, 30), ChildResult::ok());
-    ASSERT_TRUE(done) << describe(*cons);
-
-    EXPECT_EQ(prod->errors.load(), 0u) << prod->error.get();
+    LappedRun run;
+    ASSERT_TRUE(run_lapped(run, kNslots, kBefore, kLapped, 8));
+    auto& cons = run.cons;
     EXPECT_EQ(cons->drops_late.load(), kLapped - kNslots) << describe(*cons);
     EXPECT_EQ(cons->good.load(), kBefore + kNslots);
     EXPECT_EQ(cons->frames_accepted.load(), kBefore + kNslots);
@@ -147,35 +164,9 @@ TEST(ClientDropAccounting, ConsumerLappedFarBeyondTheGapLimitSkipsToTheNewestAnd
     constexpr uint32_t kNslots = 16;
     constexpr uint64_t kBefore = 8;
     constexpr uint64_t kLapped = 3000;  // far more than max_outstanding_seq_gap (256)
-
-    BusRoot bus;
-    TempDir shm_dir("/dev/shm");
-    SharedBox<ProducerShared> prod;
-    SharedBox<ConsumerShared> cons;
-    ProducerChild pc(bus.options(), test_producer_config(shm_dir.path(), kNslots));
-    pc.burst = 64;
-    ConsumerChild cc(bus.options(), test_consumer_config(shm_dir.path()));
-
-    Processes procs;
-    const pid_t consumer = procs.start([&] { return consumer_main(cc, *cons); });
-    const pid_t producer = procs.start([&] { return producer_main(pc, *prod); });
-    ASSERT_TRUE(wait_until([&] { return prod->ready.load() == 1 && cons->mapped_epoch.load() == prod->epoch.load(); },
-                           10s))
-        << describe(*cons);
-    prod->target.store(kBefore);
-    ASSERT_TRUE(wait_until([&] { return cons->good.load() == kBefore; }, 20s)) << describe(*cons);
-    cons->pause.store(1);
-    ASSERT_TRUE(wait_until([&] { return cons->paused.load() == 1; }, 10s));
-    prod->target.store(kBefore + kLapped);
-    ASSERT_TRUE(wait_until([&] { return prod->published.load() == kBefore + kLapped; }, 20s)) << describe(*prod);
-    cons->pause.store(0);
-    const bool done = wait_until([&] { return cons->last_seq.load() == kBefore + kLapped - 1; }, 20s);
-    std::this_thread::sleep_for(100ms);
-    prod->stop.store(1);
-    cons->stop.store(1);
-    EXPECT_EQ(procs.wait(producer, 30), ChildResult::ok());
-    EXPECT_EQ(procs.wait(consumer, 30), ChildResult::ok());
-    ASSERT_TRUE(done) << describe(*cons);
+    LappedRun run;
+    ASSERT_TRUE(run_lapped(run, kNslots, kBefore, kLapped, 64));
+    auto& cons = run.cons;
 
     const uint64_t accepted = cons->frames_accepted.load(), late = cons->drops_late.load(), gap = cons->drops_gap.load();
     EXPECT_EQ(accepted + late + gap, kBefore + kLapped) << describe(*cons);
