@@ -9,19 +9,17 @@
 #include "tensorpool/shm/layout.hpp"
 #include "tensorpool/shm/region_uri.hpp"
 #include "tensorpool/shm/seqlock.hpp"
+#include "encoded_message.hpp"
 #include "tensorpool/wire/gen/dispatch.hpp"
 
 namespace tensorpool::client {
 
 namespace wc = wire::control;
+using detail::encoded;
 
 namespace {
 
 constexpr std::size_t kDescriptorBytes = wire::MessageHeader::kSize + wc::FrameDescriptor::kBlockLength;
-
-std::span<const uint8_t> encoded(const uint8_t* buf, const Result<std::size_t>& n) {
-    return n.ok() ? std::span<const uint8_t>(buf, *n) : std::span<const uint8_t>();
-}
 
 bool same_shape(const TensorShape& a, const TensorShape& b) noexcept {
     return a.dtype == b.dtype && a.major_order == b.major_order && a.ndims == b.ndims && a.dims == b.dims &&

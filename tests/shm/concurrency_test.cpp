@@ -30,13 +30,7 @@ using namespace tensorpool;
 using namespace tensorpool::shm;
 using Clock = std::chrono::steady_clock;
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TP_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TP_UNDER_ASAN 1
-#endif
-#endif
+#include "support/sanitizers.hpp"
 
 namespace {
 

@@ -24,13 +24,7 @@
 
 #include "tensorpool/transport/transport_hub.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TP_NO_MALLOC_COUNT 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TP_NO_MALLOC_COUNT 1
-#endif
-#endif
+#include "support/sanitizers.hpp"
 
 namespace {
 thread_local bool t_armed = false;
@@ -45,7 +39,7 @@ struct Armed {
 };
 }  // namespace
 
-#ifndef TP_NO_MALLOC_COUNT
+#ifndef TP_UNDER_ASAN
 extern "C" {
 void* __libc_malloc(size_t);
 void* __libc_calloc(size_t, size_t);
@@ -168,7 +162,7 @@ TEST(AeronHotPath, OfferClaimAndPollAllocateNothingAfterWarmUp) {
 #ifndef TENSORPOOL_HAVE_AERON
     GTEST_SKIP() << "Aeron not built (not found, or TENSORPOOL_WITH_AERON=OFF): configure with "
                     "-DCMAKE_PREFIX_PATH=<Aeron install prefix> to test the aeron backend";
-#elif defined(TP_NO_MALLOC_COUNT)
+#elif defined(TP_UNDER_ASAN)
     GTEST_SKIP() << "AddressSanitizer owns malloc in this build: allocations are not counted";
 #else
     run("aeron:ipc?term-length=4m");
@@ -177,7 +171,7 @@ TEST(AeronHotPath, OfferClaimAndPollAllocateNothingAfterWarmUp) {
 }
 
 TEST(AeronHotPath, TheCounterSeesAllocations) {
-#if defined(TP_NO_MALLOC_COUNT)
+#if defined(TP_UNDER_ASAN)
     GTEST_SKIP() << "AddressSanitizer owns malloc in this build: allocations are not counted";
 #else
     uint64_t n = 0;

@@ -26,13 +26,7 @@
 #include "tensorpool/transport/transport_hub.hpp"
 #include "transport_test_support.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TP_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TP_UNDER_ASAN 1
-#endif
-#endif
+#include "support/sanitizers.hpp"
 
 namespace tensorpool::transport {
 namespace {
