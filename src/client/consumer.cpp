@@ -7,17 +7,15 @@
 #include <utility>
 
 #include "tensorpool/common/clock.hpp"
+#include "encoded_message.hpp"
 #include "tensorpool/wire/gen/dispatch.hpp"
 
 namespace tensorpool::client {
 
 namespace wc = wire::control;
+using detail::encoded;
 
 namespace {
-
-std::span<const uint8_t> encoded(const uint8_t* buf, const Result<std::size_t>& n) {
-    return n.ok() ? std::span<const uint8_t>(buf, *n) : std::span<const uint8_t>();
-}
 
 uint32_t random_consumer_id() {
     uint32_t v = 0;
@@ -203,6 +201,14 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
     auto view = shm::HeaderRingView::over(*ring_region_);
     if (!view) return fail(view.error());
     for (const auto& p : d->payloadPools()) {
+        for (const auto& seen : pool_infos_) {
+            if (seen.pool_id == p.poolId()) {
+                // A header names its pool by id: two regions under one id would let a frame be checked against one
+                // pool's stride and read from the other's mapping.
+                return fail(Error::format(Errc::malformed, "announce: pool id %u appears twice; every payload pool "
+                                          "needs its own id (W-9-6)", unsigned{p.poolId()}));
+            }
+        }
         if (p.poolNslots() != nslots) {  // W-15.5-1
             return fail(Error::format(Errc::mismatch, "announce: pool %u has %u slots, the header ring %u; "
                                       "every pool must use the header ring's nslots (W-15.5-1)",
@@ -515,10 +521,7 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
         return;
     }
     const shm::SlotContents& contents = **c;
-    const shm::PayloadPoolView* pool = nullptr;
-    for (const auto& p : pools_) {
-        if (p.view.pool_id() == contents.pool_id) pool = &p.view;
-    }
+    const shm::PayloadPoolView* pool = pool_view(contents.pool_id);
     if (pool == nullptr) {
         ++stats_.drops_invalid;
         return;
@@ -538,6 +541,13 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
     v.stats_ = &stats_;
     ++stats_.frames_accepted;
     handler(v);
+}
+
+const shm::PayloadPoolView* Consumer::pool_view(uint16_t pool_id) const noexcept {
+    for (const auto& p : pools_) {
+        if (p.view.pool_id() == pool_id) return &p.view;
+    }
+    return nullptr;  // a pool no announce named
 }
 
 // ---- progress (§10.2.2, A-30) -------------------------------------------------------------------------------
@@ -588,10 +598,7 @@ void Consumer::on_progress(std::span<const uint8_t> message, ProgressHandler& ha
     }
     const shm::SlotContents& contents = **c;
     if (filled > contents.values_len_bytes) return violate();  // W-10.2.2-7
-    const shm::PayloadPoolView* pool = nullptr;
-    for (const auto& p : pools_) {
-        if (p.view.pool_id() == contents.pool_id) pool = &p.view;
-    }
+    const shm::PayloadPoolView* pool = pool_view(contents.pool_id);
     if (pool == nullptr) return violate();
     ProgressView v;
     v.ticket_ = &progress_ticket_;

@@ -185,6 +185,8 @@ TEST(ClientAnnounceRules, AnnounceDisagreeingWithSuperblocksIsRefused) {
          {"stride_bytes", "1024"}},
         {"headerSlotBytes 512", [](AnnounceSpec& a) { a.header_slot_bytes = 512; }, {"512", "W-10.1.1-2"}},
         {"layoutVersion 2", [](AnnounceSpec& a) { a.layout_version = 2; }, {"layout", "W-7-7"}},
+        {"pool 1 announced twice (a second region under one id)",
+         [](AnnounceSpec& a) { a.pools.push_back(a.pools[0]); }, {"pool id 1", "twice"}},
     };
     uint64_t failures = 0;
     for (const Case& c : cases) {

@@ -235,6 +235,7 @@ private:
     Status resubscribe(std::unique_ptr<transport::Subscription>& sub, const std::string& channel, int32_t stream);
     void enter_fallback_or_unmap(const std::string& why);
     bool local_gate_rejects(int64_t ts_ns) noexcept;
+    const shm::PayloadPoolView* pool_view(uint16_t pool_id) const noexcept;
 
     transport::TransportHub& hub_;
     ConsumerConfig config_;
