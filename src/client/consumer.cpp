@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -456,14 +457,37 @@ bool Consumer::local_gate_rejects(int64_t ts_ns) noexcept {
 
 // ---- frames -------------------------------------------------------------------------------------------------
 
-void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& handler) {
+// Only what the frame read needs is kept: a descriptor for another stream is dropped here, before it takes a place.
+void Consumer::stage_descriptor(std::span<const uint8_t> message) noexcept {
     auto d = wc::FrameDescriptor::Decoder::wrap(message.data(), message.size());
     if (!d || d->streamId() != config_.stream_id) return;
-    if (state_ != MappingState::mapped || d->epoch() != epoch_) {  // W-10.2.1-8, W-15.21-7..9
+    StagedDescriptor& s = staged_[staged_count_++];
+    s.epoch = d->epoch();
+    s.seq = d->seq();
+    s.trace_id = d->traceId();
+    s.publish_ts = d->timestampNsIsNull() ? std::nullopt : std::optional<uint64_t>(d->timestampNs());
+    if (staged_count_ <= kPrefetchDistance) prefetch_frame(s);
+}
+
+// Asks for the lines a frame read will touch: the slot's field lines (shm::kSlotFieldBytes) and the first payload
+// line of each pool (W-8-22: the payload sits at the header's index in whichever pool the header names). The
+// descriptor went out after the commit, so these lines hold the frame by now; requesting them for several frames
+// at once overlaps their transfers from the producer's cache instead of paying for each in turn, which is most of a
+// small frame's cost. A prefetch is only a hint: it never faults and never changes what is read.
+void Consumer::prefetch_frame(const StagedDescriptor& d) const noexcept {
+    if (state_ != MappingState::mapped || d.epoch != epoch_) return;
+    const uint32_t index = ring_.index_of(d.seq);
+    const std::byte* slot = ring_.slot(index);
+    for (std::size_t line = 0; line < shm::kSlotFieldWordsEnd; line += 64) __builtin_prefetch(slot + line);
+    for (const auto& p : pools_) __builtin_prefetch(p.view.payload(index));
+}
+
+void Consumer::on_descriptor(const StagedDescriptor& d, FrameHandler& handler) {
+    if (state_ != MappingState::mapped || d.epoch != epoch_) {  // W-10.2.1-8, W-15.21-7..9
         ++stats_.drops_unmapped;
         return;
     }
-    const uint64_t seq = d->seq();
+    const uint64_t seq = d.seq;
     if (seq < resync_to_) {
         // Behind by more than max_outstanding_seq_gap: these frames are already overwritten (W-15.4-4 resync).
         ++stats_.drops_late;
@@ -491,13 +515,9 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
     }
     // §11 / W-11-4: gate on the publish timestamp when there is one, before touching SHM.
     const bool gating = gate_.limited();
-    if (gating && !d->timestampNsIsNull() && local_gate_rejects(static_cast<int64_t>(d->timestampNs()))) return;
+    if (gating && d.publish_ts && local_gate_rejects(static_cast<int64_t>(*d.publish_ts))) return;
 
-    // W-8-22: the payload sits at the header's index in whichever pool the header names. Asking for those lines
-    // now overlaps their transfer from the producer's cache with the header read instead of queueing behind it
-    // (a cross-core miss each: about a third of the commit -> accepted latency for small frames).
     const uint32_t slot_index = ring_.index_of(seq);
-    for (const auto& p : pools_) __builtin_prefetch(p.view.payload(slot_index));
 
     if (const auto r = ring_.begin_read(seq, ticket_); r != shm::ReadBegin::ok) {  // W-8-26, W-10.2.1-11
         ++stats_.drops_late;
@@ -526,7 +546,7 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
         ++stats_.drops_invalid;
         return;
     }
-    if (gating && d->timestampNsIsNull()) {  // W-11-4: else the capture time, else our clock
+    if (gating && !d.publish_ts) {  // W-11-4: else the capture time, else our clock
         const int64_t ts = contents.timestamp_ns != 0 ? static_cast<int64_t>(contents.timestamp_ns) : monotonic_ns();
         if (local_gate_rejects(ts)) return;
     }
@@ -536,8 +556,8 @@ void Consumer::on_descriptor(std::span<const uint8_t> message, FrameHandler& han
     v.payload_ = std::span<const std::byte>(pool->payload(contents.payload_slot), contents.values_len_bytes);
     v.seq_ = seq;
     v.epoch_ = epoch_;
-    if (!d->timestampNsIsNull()) v.publish_ts_ = d->timestampNs();
-    v.trace_id_ = d->traceId();
+    v.publish_ts_ = d.publish_ts;
+    v.trace_id_ = d.trace_id;
     v.stats_ = &stats_;
     ++stats_.frames_accepted;
     handler(v);
@@ -625,17 +645,33 @@ int Consumer::poll_progress(ProgressHandler handler, int limit) {
     return progress_sub_->poll(on_message, limit);
 }
 
+// Descriptors are taken from the transport a batch at a time and decoded into staged_, and only then are their
+// frames read, each while the slot lines of the frame kPrefetchDistance further on are on their way
+// (prefetch_frame). Reading each frame as its descriptor arrived waited for one frame's lines at a time.
 int Consumer::poll_frames(FrameHandler handler, int limit) {
-    auto on_message = [&](std::span<const uint8_t> m, const transport::MessageInfo&) { on_descriptor(m, handler); };
-    const int n = descriptor_sub_->poll(on_message, limit);
-    if (skip_requested_) {
-        // W-15.4-4: every descriptor still queued behind the lapped one points at an overwritten slot. Where the
-        // transport can, jump past them instead of reading each (a consumer that reads them one by one at the
-        // producer's own pace never catches up); the seqs jumped over are counted as gaps when the next arrives.
-        skip_requested_ = false;
-        (void)descriptor_sub_->skip_to_latest();
+    int total = 0;
+    auto stage = [this](std::span<const uint8_t> m, const transport::MessageInfo&) { stage_descriptor(m); };
+    while (total < limit) {
+        const int want = std::min(limit - total, kStageCapacity);
+        staged_count_ = 0;
+        const int n = descriptor_sub_->poll(stage, want);
+        total += n;
+        for (int i = 0; i < staged_count_; ++i) {
+            if (i + kPrefetchDistance < staged_count_) prefetch_frame(staged_[i + kPrefetchDistance]);
+            on_descriptor(staged_[i], handler);
+        }
+        if (skip_requested_) {
+            // W-15.4-4: every descriptor still queued behind the lapped one points at an overwritten slot. Where
+            // the transport can, jump past them instead of reading each (a consumer that reads them one by one at
+            // the producer's own pace never catches up); the seqs jumped over are counted as gaps when the next
+            // arrives.
+            skip_requested_ = false;
+            (void)descriptor_sub_->skip_to_latest();
+            break;
+        }
+        if (n < want) break;  // nothing more queued now
     }
-    return n;
+    return total;
 }
 
 }  // namespace tensorpool::client

@@ -68,8 +68,28 @@ TEST(Seqlock, W_8_25_CommitPublishesAndTheCopyMatches) {
     ASSERT_EQ(t.begin(slot.bytes, 42), ReadBegin::ok);
     EXPECT_EQ(t.seq(), 42u);
     EXPECT_EQ(t.commit_word(), w);
-    EXPECT_EQ(std::memcmp(t.header().data(), slot.bytes, kHeaderSlotBytes), 0);
+    // A frame read copies the field bytes only (W-8-18: the TensorHeader padding is ignored); the rest reads zero.
+    EXPECT_EQ(std::memcmp(t.header().data(), slot.bytes, kSlotFieldWordsEnd), 0);
+    for (std::size_t i = kSlotFieldWordsEnd; i < kHeaderSlotBytes; ++i) EXPECT_EQ(t.header().bytes[i], std::byte{0}) << i;
     EXPECT_TRUE(t.still_valid());
+    // begin_any (tools) copies the whole slot, padding included.
+    ASSERT_EQ(t.begin_any(slot.bytes), ReadBegin::ok);
+    EXPECT_EQ(std::memcmp(t.header().data(), slot.bytes, kHeaderSlotBytes), 0);
+}
+
+TEST(Seqlock, AFrameReadAfterAToolReadLeavesNoPaddingOfTheOtherSlot) {
+    FakeSlot a, b;
+    seqlock_begin_write(a.bytes, 1);
+    seqlock_store_header(a.bytes, patterned_image(1));
+    seqlock_commit(a.bytes, 1);
+    seqlock_begin_write(b.bytes, 2);
+    seqlock_store_header(b.bytes, patterned_image(2));
+    seqlock_commit(b.bytes, 2);
+    ReadTicket t;
+    ASSERT_EQ(t.begin_any(a.bytes), ReadBegin::ok);
+    ASSERT_EQ(t.begin(b.bytes, 2), ReadBegin::ok);
+    EXPECT_EQ(std::memcmp(t.header().data(), b.bytes, kSlotFieldWordsEnd), 0);
+    for (std::size_t i = kSlotFieldWordsEnd; i < kHeaderSlotBytes; ++i) EXPECT_EQ(t.header().bytes[i], std::byte{0}) << i;
 }
 
 TEST(Seqlock, W_8_27_OverwriteInvalidatesAnOpenTicket) {

@@ -228,7 +228,18 @@ private:
     void check_liveness(int64_t now_ns);
     void send_hello();
     void send_qos();
-    void on_descriptor(std::span<const uint8_t> message, FrameHandler& handler);
+    // A FrameDescriptor taken from the transport and decoded, waiting for its frame to be read (see poll_frames).
+    struct StagedDescriptor {
+        uint64_t epoch = 0;
+        uint64_t seq = 0;
+        uint64_t trace_id = 0;
+        std::optional<uint64_t> publish_ts;
+    };
+    static constexpr int kStageCapacity = 256;
+    static constexpr int kPrefetchDistance = 8;  // frames whose slot lines are requested ahead of the one being read
+    void stage_descriptor(std::span<const uint8_t> message) noexcept;
+    void prefetch_frame(const StagedDescriptor& d) const noexcept;
+    void on_descriptor(const StagedDescriptor& d, FrameHandler& handler);
     void on_progress(std::span<const uint8_t> message, ProgressHandler& handler);
     void on_control(std::span<const uint8_t> message, const transport::MessageInfo& info);
     void on_consumer_config(const wire::control::ConsumerConfig::Decoder& d);
@@ -288,6 +299,8 @@ private:
     std::optional<uint64_t> poisoned_seq_;
     shm::ReadTicket progress_ticket_;
     shm::SlotValidator progress_validator_;
+    std::array<StagedDescriptor, kStageCapacity> staged_{};
+    int staged_count_ = 0;
     // Reused for every frame: the seqlock ticket and the validated header live here, not on the heap.
     shm::ReadTicket ticket_;
     shm::SlotValidator validator_;

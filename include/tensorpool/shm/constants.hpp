@@ -11,6 +11,11 @@ inline constexpr std::size_t kSuperblockBytes = 64;     // W-6-3: always 64, nev
 inline constexpr std::size_t kHeaderSlotBytes = 256;    // W-8-1
 inline constexpr std::size_t kHeaderBytesLength = 192;  // W-8-7: embedded 8-byte SBE header + 184-byte body
 inline constexpr std::size_t kCommitWordOffset = 0;     // W-8-4: seq_commit at slot byte 0
+// Slot bytes [0, 147) hold every field; [147, 256) is the TensorHeader's reserved padding, which consumers ignore
+// (W-8-18). A reader that copies only the field bytes, rounded up to whole words (152), reads three cache lines of
+// the slot instead of four.
+inline constexpr std::size_t kSlotFieldBytes = 147;
+inline constexpr std::size_t kSlotFieldWordsEnd = (kSlotFieldBytes + 7) / 8 * 8;
 inline constexpr std::size_t kPayloadStrideAlign = 64;  // W-15.22-9
 inline constexpr std::uint32_t kMaxDims = 8;            // W-8-2: compile-time constant, never encoded
 

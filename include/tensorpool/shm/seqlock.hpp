@@ -43,6 +43,7 @@ inline std::atomic_ref<std::uint64_t> word(const std::byte* p) noexcept {
 
 inline constexpr std::size_t kFirstBodyWord = 1;  // bytes 0..7 are the commit word itself
 inline constexpr std::size_t kWords = kHeaderSlotBytes / 8;
+inline constexpr std::size_t kFieldWords = kSlotFieldWordsEnd / 8;  // the words a frame read needs (W-8-18)
 
 }  // namespace seqlock_detail
 
@@ -85,8 +86,9 @@ const char* read_begin_name(ReadBegin r) noexcept;
 
 class ReadTicket {
 public:
-    // The consumer's entry point. Takes the first commit load (acquire); if it shows `seq` committed, copies slot
-    // bytes 8..255 with relaxed atomic loads (W-8-26, W-8-9). Anything else returns without copying.
+    // The consumer's entry point. Takes the first commit load (acquire); if it shows `seq` committed, copies the
+    // slot's field bytes (8..151) with relaxed atomic loads (W-8-26, W-8-9); the TensorHeader padding after them is
+    // ignored (W-8-18), not copied, and reads as zero in header(). Anything else returns without copying.
     // A refused begin() also ends the previous read: still_valid() is then false until the next success.
     ReadBegin begin(const std::byte* slot, std::uint64_t seq) noexcept {
         const std::uint64_t c1 = seqlock_detail::word(slot).load(std::memory_order_acquire);
@@ -103,7 +105,7 @@ public:
             c1_ = c1;  // kept so a consumer can see how far ahead an overwriting producer is (observed_seq)
             return r;
         }
-        copy(slot, c1);
+        copy(slot, c1, seqlock_detail::kFieldWords);
         return ReadBegin::ok;
     }
 
@@ -118,7 +120,7 @@ public:
             c1_ = c1;
             return (c1 >> 1) < seq ? ReadBegin::stale : ReadBegin::overwritten;
         }
-        copy(slot, c1);
+        copy(slot, c1, seqlock_detail::kFieldWords);
         same_mask_ = ~std::uint64_t{1};
         return ReadBegin::ok;
     }
@@ -127,14 +129,15 @@ public:
     // producer has reached at least this seq.
     std::uint64_t observed_seq() const noexcept { return c1_ >> 1; }
 
-    // As begin(), but accepts whatever seq is committed (tools such as `tensorpool inspect`).
+    // As begin(), but accepts whatever seq is committed and copies all 256 bytes, padding included (tools such as
+    // `tensorpool inspect`).
     ReadBegin begin_any(const std::byte* slot) noexcept {
         const std::uint64_t c1 = seqlock_detail::word(slot).load(std::memory_order_acquire);
         if ((c1 & 1u) == 0) {
             slot_ = nullptr;
             return ReadBegin::not_committed;
         }
-        copy(slot, c1);
+        copy(slot, c1, seqlock_detail::kWords);
         return ReadBegin::ok;
     }
 
@@ -152,20 +155,26 @@ public:
     }
 
 private:
-    void copy(const std::byte* slot, std::uint64_t c1) noexcept {
+    void copy(const std::byte* slot, std::uint64_t c1, std::size_t words) noexcept {
         slot_ = slot;
         c1_ = c1;
         same_mask_ = ~std::uint64_t{0};  // a committed read: the whole word must be unchanged
         std::memcpy(copy_.data(), &c1, 8);
-        for (std::size_t w = seqlock_detail::kFirstBodyWord; w < seqlock_detail::kWords; ++w) {
+        for (std::size_t w = seqlock_detail::kFirstBodyWord; w < words; ++w) {
             const std::uint64_t v = seqlock_detail::word(slot + w * 8).load(std::memory_order_relaxed);
             std::memcpy(copy_.data() + w * 8, &v, 8);
         }
+        // What a full copy (begin_any) left beyond the fields is padding: zero it, so header() never mixes slots.
+        if (words < seqlock_detail::kWords && padding_dirty_) {
+            std::memset(copy_.data() + words * 8, 0, kHeaderSlotBytes - words * 8);
+        }
+        padding_dirty_ = words == seqlock_detail::kWords;
     }
 
     const std::byte* slot_ = nullptr;
     std::uint64_t c1_ = 0;
     std::uint64_t same_mask_ = ~std::uint64_t{0};  // the bits of the commit word still_valid() compares
+    bool padding_dirty_ = false;                   // copy_ holds padding bytes from a begin_any()
     SlotImage copy_;
 };
 

@@ -103,10 +103,10 @@ Result<SlotContents> validate_slot(const SlotImage& image, std::uint32_t header_
 Status check_slot_position(const SlotContents& c, std::uint32_t header_index) noexcept;
 Status check_slot_pool(const SlotContents& c, std::span<const PoolInfo> pools) noexcept;
 
-// validate_slot() for a stream of slots: it remembers the tensor part (slot bytes 60..255: the headerBytes length
-// and the embedded TensorHeader) of the last slot that passed, and a slot whose tensor part is byte-identical
-// reuses that decode and layout check, so only its SlotHeader fields are checked again. Frames of one stream
-// nearly always share a shape, so this is the consumer's per-frame cost. The result points into the validator
+// validate_slot() for a stream of slots: it remembers the tensor part (slot bytes 60..146: the headerBytes length
+// and the embedded TensorHeader's fields; its padding is ignored, W-8-18) of the last slot that passed, and a
+// slot whose tensor part is byte-identical reuses that decode and layout check, so only its SlotHeader fields are
+// checked again. Frames of one stream nearly always share a shape, so this is the consumer's per-frame cost. The result points into the validator
 // and stays valid until the next call.
 class SlotValidator {
 public:
@@ -116,7 +116,7 @@ public:
 
 private:
     bool have_ = false;
-    std::array<std::byte, kHeaderSlotBytes - wire::control::SlotHeader::kBlockLength> tensor_bytes_{};
+    std::array<std::byte, kSlotFieldBytes - wire::control::SlotHeader::kBlockLength> tensor_bytes_{};
     SlotContents last_;
 };
 
