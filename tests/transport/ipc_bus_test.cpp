@@ -145,6 +145,43 @@ TEST(IpcBus, LappedSubscriberSkipsAheadCountsTheLossAndNeverSeesATornMessage) {
     EXPECT_EQ(received + (*sub)->lost_messages(), kMessages);
 }
 
+// A reader finds records by their header word. One that was lapped while it did not poll sits on bytes of a newer
+// lap, which never become the record it waits for: it must notice (write_limit) instead of waiting forever.
+TEST(IpcBus, SubscriberLappedWhileIdleNoticesAndResumesAtTheNewest) {
+    BusRoot root;
+    const std::string channel = "ipc:idle-lap?term-length=1m";
+    TransportHub hub(root.options());
+    auto sub = hub.add_subscription(channel, kStream);
+    ASSERT_TRUE(sub.ok()) << sub.error().message();
+    constexpr uint64_t kMessages = 3 * (1 << 20) / 128 + 77;  // a little over three laps of 128-byte records
+    pid_t writer = test::fork_child([&] {
+        TransportHub h(root.options());
+        auto pub = h.add_publication(channel, kStream);
+        if (!pub) return test::child_fail(pub.error().message());
+        for (uint64_t i = 0; i < kMessages; ++i) {
+            if (!(*pub)->offer(TestMessage::make(0, i, 112)).ok()) return test::child_fail("offer failed");
+        }
+        return 0;
+    });
+    ASSERT_EQ(test::wait_child(writer, 60), ChildResult::ok());
+    uint64_t received = 0, corrupt = 0, last = 0;
+    auto handler = [&](std::span<const uint8_t> m, const MessageInfo&) {
+        TestMessage t;
+        if (!TestMessage::parse(m, t)) {
+            ++corrupt;
+            return;
+        }
+        last = t.counter;
+        ++received;
+    };
+    // The publisher has closed: its log lingers, and the subscriber drains what is left of it.
+    poll_until(**sub, handler, [&] { return last == kMessages - 1; }, 10);
+    EXPECT_EQ(corrupt, 0u);
+    EXPECT_EQ(last, kMessages - 1) << "the lapped subscriber never resumed";
+    EXPECT_GT((*sub)->lost_messages(), 0u);
+    EXPECT_EQ(received + (*sub)->lost_messages(), kMessages);
+}
+
 TEST(IpcBus, PublisherKilledMidWriteLeavesOthersAndSubscribersWorking) {
     BusRoot root;
     const std::string channel = "ipc:kill";

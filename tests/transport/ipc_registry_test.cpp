@@ -91,7 +91,7 @@ bool write_log(const std::string& path, int32_t session, uint64_t pid, std::size
     if (fd < 0) return false;
     ipc::LogHeader h{};
     h.magic = ipc::kLogMagic;
-    h.layout_version = ipc::kLayoutVersion;
+    h.layout_version = ipc::kLogLayoutVersion;
     h.session_id = session;
     h.term_bytes = term;
     h.pid = pid;

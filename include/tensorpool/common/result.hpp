@@ -133,19 +133,40 @@ private:
     };
 };
 
+// A success builds no Error: the 256-byte message buffer is only touched on failure. (With a defaulted
+// constructor, `return {};` value-initialised the whole object, a 264-byte memset on every successful check.)
 template <>
 class [[nodiscard]] Result<void> {
 public:
-    Result() noexcept = default;
-    Result(const Error& e) noexcept : ok_(false), error_(e) {}
+    Result() noexcept : ok_(true) {}
+    Result(const Error& e) noexcept : ok_(false) { new (&error_) Error(e); }
+    Result(const Result& o) noexcept : ok_(o.ok_) {
+        if (!ok_) new (&error_) Error(o.error_);
+    }
+    Result& operator=(const Result& o) noexcept {
+        if (this != &o) {
+            ok_ = o.ok_;
+            if (!ok_) new (&error_) Error(o.error_);
+        }
+        return *this;
+    }
+    ~Result() = default;
 
     bool ok() const noexcept { return ok_; }
     explicit operator bool() const noexcept { return ok_; }
-    const Error& error() const noexcept { return error_; }
+    // On success, an Error with code ok and an empty message.
+    const Error& error() const noexcept { return ok_ ? no_error() : error_; }
 
 private:
-    bool ok_ = true;
-    Error error_;
+    static const Error& no_error() noexcept {
+        static const Error e;
+        return e;
+    }
+
+    bool ok_;
+    union {
+        Error error_;
+    };
 };
 
 using Status = Result<void>;

@@ -97,11 +97,11 @@ Status check_registry(const shm::Mapping& m, const std::string& path) {
         return Error::format(Errc::malformed, "ipc bus: %s has magic 0x%016llx, expected 0x%016llx", path.c_str(),
                              static_cast<unsigned long long>(magic), static_cast<unsigned long long>(kRegistryMagic));
     }
-    if (h.layout_version != kLayoutVersion || h.publisher_slots != kPublisherSlots ||
+    if (h.layout_version != kRegistryLayoutVersion || h.publisher_slots != kPublisherSlots ||
         h.subscriber_slots != kSubscriberSlots) {
         return Error::format(Errc::unsupported,
                              "ipc bus: %s has layout %u with %u/%u slots, expected layout %u with %u/%u slots",
-                             path.c_str(), h.layout_version, h.publisher_slots, h.subscriber_slots, kLayoutVersion,
+                             path.c_str(), h.layout_version, h.publisher_slots, h.subscriber_slots, kRegistryLayoutVersion,
                              kPublisherSlots, kSubscriberSlots);
     }
     return {};
@@ -166,7 +166,7 @@ Result<shm::Mapping> open_registry(const StreamDir& dir) {
         }
         RegistryHeader h{};
         h.magic = kRegistryMagic;
-        h.layout_version = kLayoutVersion;
+        h.layout_version = kRegistryLayoutVersion;
         h.publisher_slots = kPublisherSlots;
         h.subscriber_slots = kSubscriberSlots;
         const bool written = ::pwrite(t.get(), &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) && ::fsync(t.get()) == 0;
@@ -211,7 +211,7 @@ Result<shm::Mapping> create_log(const StreamDir& dir, int32_t session_id, std::s
     auto m = shm::Mapping::map(fd.get(), size, shm::MapMode::read_write, shm::MapOptions{prefault});
     if (!m) return fail(m.error());
     auto* h = reinterpret_cast<LogHeader*>(m->writable_data());
-    h->layout_version = kLayoutVersion;
+    h->layout_version = kLogLayoutVersion;
     h->session_id = session_id;
     h->term_bytes = term_bytes;
     h->pid = pid;
@@ -254,11 +254,11 @@ Result<shm::Mapping> open_log(const StreamDir& dir, int32_t session_id, std::siz
         return Error::format(Errc::malformed, "ipc bus: %s has magic 0x%016llx, expected 0x%016llx", path.c_str(),
                              static_cast<unsigned long long>(h.magic), static_cast<unsigned long long>(kLogMagic));
     }
-    if (h.layout_version != kLayoutVersion || h.session_id != session_id || h.term_bytes != expected_term_bytes) {
+    if (h.layout_version != kLogLayoutVersion || h.session_id != session_id || h.term_bytes != expected_term_bytes) {
         return Error::format(Errc::mismatch,
                              "ipc bus: %s says layout %u session %d term %llu, expected layout %u session %d term %zu",
                              path.c_str(), h.layout_version, h.session_id, static_cast<unsigned long long>(h.term_bytes),
-                             kLayoutVersion, session_id, expected_term_bytes);
+                             kLogLayoutVersion, session_id, expected_term_bytes);
     }
     return m;
 }

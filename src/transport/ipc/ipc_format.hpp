@@ -15,7 +15,8 @@ namespace tensorpool::transport::ipc {
 
 inline constexpr uint64_t kRegistryMagic = 0x4745524350495054ull;  // "TPIPCREG" as LE bytes
 inline constexpr uint64_t kLogMagic = 0x474F4C4350495054ull;       // "TPIPCLOG" as LE bytes
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kRegistryLayoutVersion = 1;
+inline constexpr uint32_t kLogLayoutVersion = 2;  // 2: records found by their header word (1: by a shared tail)
 inline constexpr uint32_t kPublisherSlots = 64;
 inline constexpr uint32_t kSubscriberSlots = 64;
 
@@ -60,7 +61,12 @@ struct SubscriberSlot {
 inline constexpr std::size_t kRegistryBytes =
     sizeof(RegistryHeader) + kPublisherSlots * sizeof(PublisherSlot) + kSubscriberSlots * sizeof(SubscriberSlot);
 
-// Publisher log: a 128-byte header, then a ring of term_bytes (a power of two).
+// Publisher log: a 192-byte header, then a ring of term_bytes (a power of two). Position counters grow without
+// bound; the ring index of a position is position & (term_bytes - 1) and its lap is position / term_bytes.
+//
+// Readers find complete records by their header word (as Aeron's readers do), not by a shared tail: the words
+// that change with every record are never read on a reader's fast path, so a reader that keeps up costs the
+// writer no cache-line transfer beyond the records themselves.
 struct LogHeader {
     uint64_t magic;
     uint32_t layout_version;
@@ -68,30 +74,48 @@ struct LogHeader {
     uint64_t term_bytes;
     uint64_t pid;
     uint8_t reserved0[32];
-    // Second cache line: the only words that change. Position counters grow without bound; the ring index is
-    // position & (term_bytes - 1).
-    uint64_t tail_intent;       // where the record being written will end (stored before writing it)
-    uint64_t tail;              // end of the last complete record (stored with release after writing it)
+    // Second cache line: changes once per eighth of a ring, so readers check it for nearly nothing.
+    uint64_t write_limit;       // no byte at or beyond this position has been (or is being) written
+    uint8_t reserved1[56];
+    // Third cache line: written after every record, read only to join, to resync and to drain.
+    uint64_t tail;              // end of the last complete record
     uint64_t last_record;       // start of the last complete record: where a lapped reader resumes
-    uint8_t reserved1[40];
+    uint8_t reserved2[48];
 };
 
 inline constexpr std::size_t kLogHeaderBytes = sizeof(LogHeader);
 
 // Each record: this header, then `length` bytes, padded to kRecordAlign. A padding record fills the end of
-// the ring when the next record would not fit before the wrap.
+// the ring when the next record would not fit before the wrap. The first word (length, type, lap) is stored
+// last, with release: a reader that loads it with acquire and finds the lap of the position it reads at sees
+// the whole record. A word of an older lap (or zero) means "not written yet".
 struct RecordHeader {
     uint32_t length;            // payload bytes (for padding: bytes after this header up to the wrap)
-    uint32_t type;              // RecordType
+    uint32_t type_lap;          // RecordType in the low 8 bits, the record's lap (mod 2^24) in the high 24
     uint64_t seq;               // per-publisher message number from 0 (data records only)
 };
 
 enum RecordType : uint32_t { kRecordData = 1, kRecordPadding = 2 };
 
+inline constexpr uint64_t kLapMask = (uint64_t{1} << 24) - 1;
+
+// The first word of a record header (little-endian: length in the low half).
+inline constexpr uint64_t record_word(uint32_t length, RecordType type, uint64_t lap) noexcept {
+    return uint64_t{length} | uint64_t{type} << 32 | (lap & kLapMask) << 40;
+}
+inline constexpr uint32_t record_word_length(uint64_t w) noexcept { return static_cast<uint32_t>(w); }
+inline constexpr uint32_t record_word_type(uint64_t w) noexcept { return static_cast<uint32_t>(w >> 32) & 0xFFu; }
+inline constexpr uint64_t record_word_lap(uint64_t w) noexcept { return w >> 40; }
+
 inline constexpr std::size_t kRecordAlign = 16;
 inline constexpr std::size_t kRecordHeaderBytes = sizeof(RecordHeader);
 inline constexpr std::size_t kMinTermBytes = std::size_t{1} << 20;
 inline constexpr std::size_t kMaxTermBytes = std::size_t{1} << 30;
+
+// The writer raises write_limit this far beyond the record it is about to write, so the word changes once per
+// eighth of a ring. Readers treat everything within a ring of write_limit as possibly overwritten, so they lose
+// at most the oldest eighth of the ring earlier than strictly needed.
+inline constexpr std::size_t write_limit_step(std::size_t term_bytes) noexcept { return term_bytes / 8; }
 
 inline constexpr std::size_t record_bytes(std::size_t payload) noexcept {
     return (kRecordHeaderBytes + payload + kRecordAlign - 1) & ~(kRecordAlign - 1);
@@ -117,6 +141,7 @@ inline constexpr uint64_t publisher_word(uint32_t state, int32_t session_id) noe
 inline constexpr uint32_t word_state(uint64_t word) noexcept { return static_cast<uint32_t>(word); }
 inline constexpr uint32_t word_owner(uint64_t word) noexcept { return static_cast<uint32_t>(word >> 32); }
 inline constexpr int32_t word_session(uint64_t word) noexcept { return static_cast<int32_t>(word >> 32); }
-static_assert(sizeof(LogHeader) == 128 && sizeof(RecordHeader) == 16);
+static_assert(sizeof(LogHeader) == 192 && sizeof(RecordHeader) == 16);
+static_assert(offsetof(LogHeader, write_limit) == 64 && offsetof(LogHeader, tail) == 128);
 
 }  // namespace tensorpool::transport::ipc

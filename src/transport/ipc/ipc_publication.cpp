@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <bit>
+#include <cstddef>
 #include <cstring>
 
 #include "tensorpool/common/clock.hpp"
@@ -21,9 +23,14 @@ int32_t random_session_id() noexcept {
     return static_cast<int32_t>(v == 0 ? 1 : v);
 }
 
-void write_header(uint8_t* at, uint32_t length, RecordType type, uint64_t seq) noexcept {
-    const RecordHeader h{length, type, seq};
-    std::memcpy(at, &h, sizeof h);
+// The first header word is shared with readers that poll it: always a whole-word atomic store.
+void store_word(uint8_t* at, uint64_t word, std::memory_order order) noexcept {
+    std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(at)).store(word, order);
+}
+
+void store_seq(uint8_t* record, uint64_t seq) noexcept {
+    std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(record + offsetof(RecordHeader, seq)))
+        .store(seq, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -67,11 +74,12 @@ IpcPublication::IpcPublication(std::shared_ptr<IpcStream> stream, std::string ch
       session_id_(session_id),
       slot_(slot),
       term_bytes_(term_bytes),
+      term_shift_(static_cast<unsigned>(std::countr_zero(term_bytes))),
       max_message_(max_message_bytes(term_bytes)) {
     auto* base = reinterpret_cast<uint8_t*>(log_.writable_data());
     auto* h = reinterpret_cast<LogHeader*>(base);
     ring_ = base + kLogHeaderBytes;
-    tail_intent_ = &h->tail_intent;
+    write_limit_ = &h->write_limit;
     tail_ = &h->tail;
     last_record_ = &h->last_record;
 }
@@ -90,17 +98,22 @@ std::size_t IpcPublication::begin_record(std::size_t record) noexcept {
     const std::size_t to_end = term_bytes_ - index;
     const std::size_t pad = record > to_end ? to_end : 0;
     pending_ = position_ + pad + record;
-    std::atomic_ref<uint64_t>(*tail_intent_).store(pending_, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
+    if (pending_ > limit_) {
+        limit_ = pending_ + write_limit_step(term_bytes_);
+        std::atomic_ref<uint64_t>(*write_limit_).store(limit_, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_release);
+    }
     if (pad != 0) {
-        write_header(ring_ + index, static_cast<uint32_t>(pad - kRecordHeaderBytes), kRecordPadding, 0);
+        store_word(ring_ + index, record_word(static_cast<uint32_t>(pad - kRecordHeaderBytes), kRecordPadding,
+                                              lap_of(position_)), std::memory_order_release);
         index = 0;
     }
     record_start_ = position_ + pad;
     return index;
 }
 
-void IpcPublication::end_record() noexcept {
+void IpcPublication::end_record(std::size_t index, uint64_t word) noexcept {
+    store_word(ring_ + index, word, std::memory_order_release);
     position_ = pending_;
     std::atomic_ref<uint64_t>(*last_record_).store(record_start_, std::memory_order_relaxed);
     std::atomic_ref<uint64_t>(*tail_).store(position_, std::memory_order_release);
@@ -111,9 +124,9 @@ OfferResult IpcPublication::offer(std::span<const uint8_t> message) noexcept {
     if (claim_open_) return OfferStatus::failed;
     if (!is_connected()) return OfferStatus::not_connected;
     const std::size_t index = begin_record(record_bytes(message.size()));
-    write_header(ring_ + index, static_cast<uint32_t>(message.size()), kRecordData, next_seq_++);
+    store_seq(ring_ + index, next_seq_++);
     if (!message.empty()) std::memcpy(ring_ + index + kRecordHeaderBytes, message.data(), message.size());
-    end_record();
+    end_record(index, record_word(static_cast<uint32_t>(message.size()), kRecordData, lap_of(record_start_)));
     return OfferResult(static_cast<int64_t>(position_));
 }
 
@@ -123,11 +136,12 @@ OfferResult IpcPublication::try_claim(std::size_t length, BufferClaim& claim) no
     if (!is_connected()) return OfferStatus::not_connected;
     const std::size_t record = record_bytes(length);
     const std::size_t index = begin_record(record);
-    write_header(ring_ + index, static_cast<uint32_t>(length), kRecordData, next_seq_);
+    store_seq(ring_ + index, next_seq_);
     static constexpr BufferClaim::Ops kOps{&IpcPublication::commit_claim, &IpcPublication::abort_claim};
     claim.state[0] = reinterpret_cast<uintptr_t>(this);
     claim.state[1] = index;
     claim.state[2] = record;
+    claim.state[3] = length;
     claim.arm(ring_ + index + kRecordHeaderBytes, length, &kOps);
     claim_open_ = true;
     return OfferResult(static_cast<int64_t>(pending_));
@@ -137,15 +151,16 @@ void IpcPublication::commit_claim(BufferClaim& c) noexcept {
     auto* self = reinterpret_cast<IpcPublication*>(c.state[0]);
     ++self->next_seq_;
     self->claim_open_ = false;
-    self->end_record();
+    self->end_record(c.state[1], record_word(static_cast<uint32_t>(c.state[3]), kRecordData,
+                                             self->lap_of(self->record_start_)));
 }
 
 void IpcPublication::abort_claim(BufferClaim& c) noexcept {
     // The space stays used but turns into padding, which readers skip; no sequence number is consumed.
     auto* self = reinterpret_cast<IpcPublication*>(c.state[0]);
-    write_header(self->ring_ + c.state[1], static_cast<uint32_t>(c.state[2] - kRecordHeaderBytes), kRecordPadding, 0);
     self->claim_open_ = false;
-    self->end_record();
+    self->end_record(c.state[1], record_word(static_cast<uint32_t>(c.state[2] - kRecordHeaderBytes), kRecordPadding,
+                                             self->lap_of(self->record_start_)));
 }
 
 }  // namespace tensorpool::transport::ipc

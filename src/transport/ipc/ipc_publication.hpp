@@ -1,11 +1,12 @@
 // A publisher on the ipc bus: the single writer of its own ring (pub-<session>.log).
 //
 // Write protocol per record (readers validate against it, ipc_subscription.cpp):
-//   1. tail_intent = end of the new record (relaxed store, then a release fence so no byte of the record can
-//      become visible before it);
-//   2. write the record header and payload (a padding record first if the ring wraps);
-//   3. tail = tail_intent with release.
-// A reader that copied bytes at position p knows they were intact if tail_intent <= p + term afterwards.
+//   1. if the record would end beyond write_limit, raise write_limit an eighth of a ring past it (relaxed store,
+//      then a release fence, so no byte of the record can become visible before it);
+//   2. write the record's seq word and payload (a padding record first if the ring wraps);
+//   3. store the record's first header word (length, type, lap) with release: now readers see the record;
+//   4. last_record and tail, for readers that join, resync or drain.
+// A reader that copied bytes at position p knows they were intact if write_limit <= p + term afterwards.
 // Nothing waits for a reader: a slow reader is overwritten and counts the loss. Use a publication from one
 // thread at a time.
 #pragma once
@@ -37,10 +38,12 @@ private:
     IpcPublication(std::shared_ptr<IpcStream> stream, std::string channel, int32_t stream_id, shm::Mapping log,
                    int32_t session_id, uint32_t slot, std::size_t term_bytes) noexcept;
 
-    // Steps 1 and 2a of the protocol: announces the record, writes padding if needed; returns the ring index
-    // of the record's header.
+    // Steps 1 and 2a of the protocol: reserves the record's space, writes padding if needed; returns the ring
+    // index of the record's header.
     std::size_t begin_record(std::size_t record) noexcept;
-    void end_record() noexcept;
+    // Steps 3 and 4: publishes the record begun at ring index `index` with this first header word.
+    void end_record(std::size_t index, uint64_t word) noexcept;
+    uint64_t lap_of(uint64_t position) const noexcept { return position >> term_shift_; }
 
     static void commit_claim(BufferClaim& c) noexcept;
     static void abort_claim(BufferClaim& c) noexcept;
@@ -52,13 +55,15 @@ private:
     int32_t session_id_;
     uint32_t slot_;
     uint8_t* ring_;
-    uint64_t* tail_intent_;
+    uint64_t* write_limit_;
     uint64_t* tail_;
     uint64_t* last_record_;
     std::size_t term_bytes_;
+    unsigned term_shift_;     // log2(term_bytes_)
     std::size_t max_message_;
     uint64_t position_ = 0;   // our copy of tail
-    uint64_t pending_ = 0;    // end of the record being written (tail_intent)
+    uint64_t pending_ = 0;    // end of the record being written
+    uint64_t limit_ = 0;      // our copy of write_limit
     uint64_t record_start_ = 0;  // start of the record being written (after any padding)
     uint64_t next_seq_ = 0;
     bool claim_open_ = false;

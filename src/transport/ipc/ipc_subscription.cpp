@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstring>
 
 #include "ipc_files.hpp"
@@ -121,9 +122,10 @@ bool IpcSubscription::open_image(uint32_t i, uint64_t w, bool from_tail) noexcep
     auto* h = reinterpret_cast<LogHeader*>(base);
     im.ring = base + kLogHeaderBytes;
     im.tail = &h->tail;
-    im.tail_intent = &h->tail_intent;
+    im.write_limit = &h->write_limit;
     im.last_record = &h->last_record;
     im.term_bytes = static_cast<std::size_t>(term);
+    im.term_shift = static_cast<unsigned>(std::countr_zero(im.term_bytes));
     im.max_message = max_message_bytes(im.term_bytes);
     im.session_id = session;
     im.slot = i;
@@ -186,48 +188,60 @@ int IpcSubscription::poll_image(Image& im, MessageHandler& handler, int limit) n
 
 // Returns the number delivered, or -1 when it had to skip ahead (lapped) and delivered nothing.
 int IpcSubscription::poll_image_once(Image& im, MessageHandler& handler, int limit) noexcept {
-    const uint64_t tail = load_acquire(im.tail);
-    if (tail == im.cursor) return 0;
-    if (tail < im.cursor || tail - im.cursor > im.term_bytes) {
-        resync(im);  // lapped (or a foreign writer moved the tail backwards)
-        return -1;
-    }
     const std::size_t mask = im.term_bytes - 1;
     const std::size_t index = static_cast<std::size_t>(im.cursor) & mask;
-    std::size_t batch = static_cast<std::size_t>(tail - im.cursor);
-    if (batch > kBatchBytes) {
-        // Peek at the first record: a record larger than the batch gets a batch of its own size.
-        RecordHeader first;
-        std::memcpy(&first, im.ring + index, sizeof first);
-        const std::size_t rec = record_bytes(first.length);
-        batch = rec > kBatchBytes && rec <= scratch_.size() && rec <= batch ? rec : kBatchBytes;
+    const uint64_t lap = (im.cursor >> im.term_shift) & kLapMask;
+    // Step 1: find the complete records from the cursor on. Records never straddle the wrap (padding fills the
+    // end), so the batch ends at the wrap at the latest and is one contiguous span of the ring.
+    std::size_t batch = 0;
+    int found = 0;
+    bool foreign = false;
+    while (found < limit && index + batch < im.term_bytes) {
+        const uint64_t w = load_acquire(reinterpret_cast<uint64_t*>(const_cast<uint8_t*>(im.ring + index + batch)));
+        const uint32_t type = record_word_type(w);
+        // An older lap's word, or a zero one (a fresh ring): not written yet. Or, if we were lapped, a newer lap's
+        // bytes: checked below.
+        if (record_word_lap(w) != lap || type == 0) break;
+        const uint32_t length = record_word_length(w);
+        const std::size_t rec = record_bytes(length);
+        if ((type != kRecordData && type != kRecordPadding) || (type == kRecordData && length > im.max_message) ||
+            rec > im.term_bytes - index - batch) {
+            foreign = batch == 0;  // not something our writer produces; judged after the lap check below
+            break;
+        }
+        if (batch != 0 && batch + rec > kBatchBytes) break;  // the next batch's (a single large record: its own)
+        if (batch + rec > scratch_.size()) break;
+        batch += rec;
+        if (type == kRecordData) ++found;
+        if (batch >= kBatchBytes) break;
     }
-    // Records never straddle the wrap (padding fills the end), so copying the two halves back to back yields
-    // the records in order.
-    const std::size_t first_part = batch < im.term_bytes - index ? batch : im.term_bytes - index;
-    std::memcpy(scratch_.data(), im.ring + index, first_part);
-    if (first_part < batch) std::memcpy(scratch_.data() + first_part, im.ring, batch - first_part);
+    if (batch == 0) {
+        // Nothing to read here, unless the writer lapped us: then what lies at the cursor is a newer lap's bytes
+        // and will never turn into the record we wait for. write_limit changes once per eighth of a ring, so
+        // this check costs a reader that keeps up nearly nothing.
+        if (load_relaxed(im.write_limit) - im.cursor > im.term_bytes) {
+            resync(im);
+            return -1;
+        }
+        // A record header our writer never produces: a foreign or corrupted ring. Skip what is written so far.
+        if (foreign) resync(im);
+        return 0;
+    }
+    // Steps 2 and 3: copy, then prove the copy was not overwritten meanwhile.
+    std::memcpy(scratch_.data(), im.ring + index, batch);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (load_relaxed(im.tail_intent) - im.cursor > im.term_bytes) {
+    if (load_relaxed(im.write_limit) - im.cursor > im.term_bytes) {
         resync(im);  // overwritten while we copied: nothing of this batch is trusted
         return -1;
     }
+    // Step 4: deliver from the copy. Its header words are the ones found above (the copy is proven intact).
     std::size_t off = 0;
     int delivered = 0;
-    while (delivered < limit && batch - off >= kRecordHeaderBytes) {
+    while (off < batch) {
         RecordHeader h;
         std::memcpy(&h, scratch_.data() + off, sizeof h);
         const std::size_t rec = record_bytes(h.length);
-        const bool valid_type = h.type == kRecordData || h.type == kRecordPadding;
-        const bool valid_len = h.type == kRecordPadding || h.length <= im.max_message;
-        if (!valid_type || !valid_len || rec > im.term_bytes) {
-            // Not something our writer produces: a foreign or corrupted ring. Skip everything written so far.
-            im.cursor += off;
-            resync(im);
-            return delivered;
-        }
-        if (rec > batch - off) break;  // cut by the batch end: next poll
-        if (h.type == kRecordData) {
+        if ((h.type_lap & 0xFFu) == kRecordData) {
             if (im.seq_known && h.seq > im.next_seq) lost_messages_ += h.seq - im.next_seq;
             im.next_seq = h.seq + 1;
             im.seq_known = true;
@@ -237,7 +251,7 @@ int IpcSubscription::poll_image_once(Image& im, MessageHandler& handler, int lim
         }
         off += rec;
     }
-    im.cursor += off;
+    im.cursor += batch;
     return delivered;
 }
 

@@ -2,13 +2,17 @@
 // validating it, so a message it hands over can never be torn or half written.
 //
 // Read protocol per batch (mirror of the write protocol in ipc_publication.hpp):
-//   1. tail (acquire); nothing new if it equals our cursor; if the writer is more than a ring ahead we were
-//      lapped: count the loss and resume at the writer's tail;
-//   2. copy [cursor, min(tail, cursor + batch)) into private scratch memory;
-//   3. acquire fence, then tail_intent: if it lies more than a ring beyond our cursor the writer may have
-//      overwritten what we copied: discard the copy, count the loss, resume at the tail;
-//   4. parse and deliver the records from the validated copy. Per-publisher sequence numbers make the lost
-//      message count exact.
+//   1. from our cursor on, load each record's first header word (acquire) and stop at the first that does not
+//      carry the lap of its position (not written yet), at the batch size or at the message limit;
+//      when nothing is there, write_limit tells whether the writer lapped us (then: count the loss, resume at
+//      the newest record);
+//   2. copy those records into private scratch memory;
+//   3. acquire fence, then write_limit: if it lies more than a ring beyond our cursor the writer may have
+//      overwritten what we copied: discard the copy, count the loss, resume at the newest record;
+//   4. deliver the records from the validated copy. Per-publisher sequence numbers make the lost message count
+//      exact.
+// The words the writer changes with every record (tail, last_record) are read only to join, resync and drain:
+// a reader that keeps up touches no cache line of the writer's but the records themselves.
 // New publishers are noticed through the registry's generation word (one atomic load per poll) and the stream's
 // process-local sweep tick (one more: every Transport::do_work sweep makes each subscription rescan, a safety net
 // that bounds how long any missed change can go unnoticed); only then are files opened and mapped, so
@@ -52,9 +56,10 @@ private:
         shm::Mapping log;
         const uint8_t* ring = nullptr;
         uint64_t* tail = nullptr;
-        uint64_t* tail_intent = nullptr;
+        uint64_t* write_limit = nullptr;
         uint64_t* last_record = nullptr;
         std::size_t term_bytes = 0;
+        unsigned term_shift = 0;  // log2(term_bytes): a position's lap is position >> term_shift
         std::size_t max_message = 0;
         int32_t session_id = 0;
         uint32_t slot = 0;
