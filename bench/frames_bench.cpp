@@ -7,14 +7,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "baselines.hpp"
 #include "fork_child.hpp"
 #include "latency_histogram.hpp"
 #include "tensorpool/client/consumer.hpp"
@@ -71,45 +74,113 @@ bool intact(std::span<const std::byte> p, uint64_t seq) noexcept {
     return true;
 }
 
-// Keeps a process on one CPU (k modulo the CPUs it may use): no migrations between the producer's and the
-// consumers' cores, which otherwise show up as tens of microseconds in the latency tail.
-void pin_to_cpu(int k) {
-    cpu_set_t allowed;
-    if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
-    const int n = CPU_COUNT(&allowed);
-    if (n < 2) return;
-    int want = k % n;
-    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-        if (!CPU_ISSET(cpu, &allowed)) continue;
-        if (want-- == 0) {
-            cpu_set_t one;
-            CPU_ZERO(&one);
-            CPU_SET(cpu, &one);
-            (void)::sched_setaffinity(0, sizeof one, &one);
-            return;
-        }
+constexpr uint32_t kStream = 77;
+
+// One bench setup for the processes of the run and for the frame-cost baseline.
+struct Setup {
+    std::string root;  // private directory: regions under it, the ipc bus in <root>/<bus>
+    transport::TransportOptions transport;
+    client::Channels channels;
+    uint32_t nslots = 0;
+    uint32_t stride = 0;
+
+    Setup(const std::string& dir, const std::string& bus, uint32_t slots, std::size_t payload_bytes)
+        : root(dir), nslots(slots), stride(static_cast<uint32_t>((payload_bytes + 63) / 64 * 64)) {
+        std::filesystem::create_directories(root + "/" + bus);
+        std::filesystem::permissions(root + "/" + bus, std::filesystem::perms::owner_all,
+                                     std::filesystem::perm_options::replace);
+        transport.ipc_root = root + "/" + bus;
+        transport.ipc_term_bytes = std::size_t{16} << 20;
+        channels.channel = "ipc:frames";
     }
+    client::ProducerConfig producer() const {
+        client::ProducerConfig pc;
+        pc.stream_id = kStream;
+        pc.shm_base_dir = root;
+        pc.ns = "bench";
+        pc.channels = channels;
+        pc.header_nslots = nslots;
+        pc.pools = {client::PoolConfig{1, stride}};
+        pc.announce_period_ns = 100'000'000;
+        return pc;
+    }
+    client::ConsumerConfig consumer() const {
+        client::ConsumerConfig cc;
+        cc.stream_id = kStream;
+        cc.channels = channels;
+        cc.allowed_dirs = {root};
+        cc.announce_period_ns = 100'000'000;
+        return cc;
+    }
+};
+
+client::TensorShape bytes_shape(std::size_t n) {
+    client::TensorShape shape;
+    shape.dtype = shm::Dtype::UINT8;
+    shape.major_order = shm::MajorOrder::ROW;
+    shape.ndims = 1;
+    shape.dims[0] = static_cast<int32_t>(n);
+    return shape;
 }
 
-double memcpy_bytes_per_s(std::size_t n, uint32_t slots, double seconds) {
-    std::vector<std::byte> src(n, std::byte{0xAB});
-    std::vector<std::byte> dst(static_cast<std::size_t>(slots) * n);
-    uint64_t copies = 0;
-    const int64_t start = monotonic_ns();
-    const int64_t end = start + static_cast<int64_t>(seconds * 1e9);
-    int64_t now = start;
-    while (now < end) {
-        for (int k = 0; k < 64; ++k) {
-            std::memcpy(dst.data() + (copies % slots) * n, src.data(), n);
-            ++copies;
-        }
-        now = monotonic_ns();
+// The CPU cost of a frame on each side with no second core involved: producer and consumer in this thread, the
+// producer publishing a batch of frames, then the consumer reading them, so every line stays in this core's
+// caches. The gap between 1e9 / this cost and the two-process rate is what the cores' cache-line traffic costs.
+Result<FrameCost> measure_frame_cost(const Setup& setup, std::size_t payload_bytes, double seconds) {
+    transport::TransportHub hub(setup.transport);
+    auto p = client::Producer::create(hub, setup.producer());
+    if (!p) return p.error();
+    auto c = client::Consumer::create(hub, setup.consumer());
+    if (!c) return c.error();
+    for (int i = 0; i < 2000 && (*c)->state() != client::MappingState::mapped; ++i) {
+        (*p)->do_work(monotonic_ns());
+        (*c)->do_work(monotonic_ns());
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    volatile std::byte sink = dst[(copies - 1) % slots * n];
-    (void)sink;
-    return static_cast<double>(copies) * static_cast<double>(n) / (static_cast<double>(now - start) / 1e9);
+    if ((*c)->state() != client::MappingState::mapped) return Error(Errc::io, "bench frames: frame cost: the consumer did not map");
+    std::vector<std::byte> src(payload_bytes, std::byte{0xAB});
+    const client::TensorShape shape = bytes_shape(payload_bytes);
+    const int batch = static_cast<int>(std::min<uint32_t>(256, setup.nslots / 2));
+    uint64_t accepted = 0, torn = 0, frames = 0, total = 0;
+    int64_t producer_ns = 0, consumer_ns = 0;
+    auto on_frame = [&](const client::FrameView& f) {
+        const bool ok = intact(f.payload(), f.seq());
+        if (!f.still_valid()) return;
+        torn += ok ? 0 : 1;
+        ++accepted;
+    };
+    const int64_t end = monotonic_ns() + static_cast<int64_t>(seconds * 1e9);
+    for (int round = 0;; ++round) {
+        const int64_t a = monotonic_ns();
+        for (int k = 0; k < batch; ++k) {
+            stamp(src.data(), src.size(), (*p)->next_seq());
+            client::FrameOptions fo;
+            fo.capture_timestamp_ns = static_cast<uint64_t>(a);
+            (void)(*p)->offer(shape, src, fo);
+        }
+        const int64_t b = monotonic_ns();
+        for (int got = 0; got < batch;) got += (*c)->poll_frames(on_frame, batch - got);
+        const int64_t e = monotonic_ns();
+        total += static_cast<uint64_t>(batch);
+        if (round >= 64) {  // after the first lap of every line
+            producer_ns += b - a;
+            consumer_ns += e - b;
+            frames += static_cast<uint64_t>(batch);
+        }
+        if ((round & 63) == 0) {
+            (*p)->do_work(e);
+            (*c)->do_work(e);
+        }
+        if (e >= end && round >= 128) break;
+    }
+    if (torn != 0 || accepted != total) {
+        return Error::format(Errc::state, "bench frames: frame cost: %llu of %llu frames accepted, %llu torn",
+                             static_cast<unsigned long long>(accepted), static_cast<unsigned long long>(total),
+                             static_cast<unsigned long long>(torn));
+    }
+    return FrameCost{static_cast<double>(producer_ns) / static_cast<double>(frames),
+                     static_cast<double>(consumer_ns) / static_cast<double>(frames)};
 }
-
 
 }  // namespace
 
@@ -123,36 +194,40 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
     char root_tmpl[] = "/dev/shm/tensorpool-bench-XXXXXX";
     if (::mkdtemp(root_tmpl) == nullptr) return Error(Errc::io, "bench frames: cannot create a private directory");
     const std::string root = root_tmpl;
-    std::filesystem::create_directories(root + "/bus");
-    std::filesystem::permissions(root + "/bus", std::filesystem::perms::owner_all, std::filesystem::perm_options::replace);
 
     FramesBenchOptions opts = o;
     if (opts.nslots == 0) {
         opts.nslots = 8;
         while (opts.nslots < 4096 && static_cast<std::size_t>(opts.nslots) * 2 * o.payload_bytes <= (std::size_t{8} << 20)) opts.nslots *= 2;
     }
+    const Setup setup(root, "bus", opts.nslots, o.payload_bytes);
     FramesBenchResult result;
     result.payload_bytes = o.payload_bytes;
     result.nslots = opts.nslots;
+    Status status;
     {
-        // The bound is measured where the producer will run: on the producer's CPU when pinning.
+        // The baselines are measured where the producer will run: on the producer's CPU when pinning.
         cpu_set_t saved;
         const bool restore = o.pin && ::sched_getaffinity(0, sizeof saved, &saved) == 0;
+        if (o.pin) result.line_transfer_ns = line_transfer_ns(0, 1, 0.2);  // before this thread is pinned
         if (o.pin) pin_to_cpu(0);
         result.memcpy_bytes_per_s = memcpy_bytes_per_s(o.payload_bytes, opts.nslots, 1.0);
+        auto cost = measure_frame_cost(Setup(root + "/cost", "bus", opts.nslots, o.payload_bytes), o.payload_bytes, 0.5);
+        if (cost) result.frame_cost = *cost;
+        else status = cost.error();
         if (restore) (void)::sched_setaffinity(0, sizeof saved, &saved);
+    }
+    if (!status) {
+        std::error_code ec;
+        std::filesystem::remove_all(root, ec);
+        return status.error();
     }
 
     void* mem = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return Error(Errc::io, "bench frames: mmap failed");
     auto* s = new (mem) Shared();
 
-    transport::TransportOptions topt;
-    topt.ipc_root = root + "/bus";
-    topt.ipc_term_bytes = std::size_t{16} << 20;
-    client::Channels channels;
-    channels.channel = "ipc:frames";
-    const uint32_t stride = static_cast<uint32_t>((o.payload_bytes + 63) / 64 * 64);
+    const transport::TransportOptions& topt = setup.transport;
 
     std::vector<pid_t> pids;
     for (int i = 0; i < o.consumers; ++i) {
@@ -160,12 +235,7 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
             if (o.pin) pin_to_cpu(1 + i);
             ConsumerShared& me = s->consumers[i];
             transport::TransportHub hub(topt);
-            client::ConsumerConfig cc;
-            cc.stream_id = 77;
-            cc.channels = channels;
-            cc.allowed_dirs = {root};
-            cc.announce_period_ns = 100'000'000;
-            auto c = client::Consumer::create(hub, cc);
+            auto c = client::Consumer::create(hub, setup.consumer());
             if (!c) {
                 me.failed.store(1);
                 return;
@@ -200,26 +270,14 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
     pids.push_back(fork_child([&] {
         if (o.pin) pin_to_cpu(0);
         transport::TransportHub hub(topt);
-        client::ProducerConfig pc;
-        pc.stream_id = 77;
-        pc.shm_base_dir = root;
-        pc.ns = "bench";
-        pc.channels = channels;
-        pc.header_nslots = opts.nslots;
-        pc.pools = {client::PoolConfig{1, stride}};
-        pc.announce_period_ns = 100'000'000;
-        auto p = client::Producer::create(hub, pc);
+        auto p = client::Producer::create(hub, setup.producer());
         if (!p) {
             std::snprintf(s->error, sizeof s->error, "%s", p.error().message());
             s->producer_failed.store(1);
             return;
         }
         std::vector<std::byte> src(o.payload_bytes, std::byte{0xAB});
-        client::TensorShape shape;
-        shape.dtype = shm::Dtype::UINT8;
-        shape.major_order = shm::MajorOrder::ROW;
-        shape.ndims = 1;
-        shape.dims[0] = static_cast<int32_t>(o.payload_bytes);
+        const client::TensorShape shape = bytes_shape(o.payload_bytes);
         while (s->go.load() == 0) {
             (*p)->do_work(monotonic_ns());
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -264,7 +322,6 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
         for (int i = 0; i < o.consumers; ++i) ready = ready && s->consumers[i].ready.load() == 1;
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    Status status;
     if (!ready) {
         status = s->producer_failed.load() != 0 ? Error::format(Errc::io, "bench frames: producer: %s", s->error)
                                                 : Error(Errc::io, "bench frames: consumers did not map the regions in 20 s");

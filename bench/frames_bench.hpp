@@ -19,6 +19,12 @@ struct FramesBenchOptions {
     bool pin = true;         // pin the producer and each consumer to their own CPU (round robin) when it helps
 };
 
+// CPU time per frame with producer and consumer in one thread (no cross-core traffic), in ns.
+struct FrameCost {
+    double producer_ns = 0;
+    double consumer_ns = 0;
+};
+
 struct FramesBenchResult {
     std::size_t payload_bytes = 0;
     uint32_t nslots = 0;
@@ -29,6 +35,8 @@ struct FramesBenchResult {
     double bytes_per_s = 0;      // published_fps * payload_bytes (the producer's copy into shared memory)
     double memcpy_bytes_per_s = 0;
     double ratio_to_memcpy = 0;
+    double line_transfer_ns = 0;  // one-way cache-line transfer producer CPU -> consumer CPU (0 when not pinned)
+    FrameCost frame_cost;
     int64_t latency_p50_ns = 0;  // publish (after commit) -> accepted by a consumer
     int64_t latency_p99_ns = 0;
     int64_t latency_p999_ns = 0;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "baselines.hpp"
 #include "tensorpool/common/clock.hpp"
 #include "tensorpool/transport/transport_hub.hpp"
 
@@ -37,14 +38,6 @@ struct Control {
     std::atomic<int> child_failed{0};
     char error[240]{};
 };
-
-void pin_to_cpu(int cpu) {
-    if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    (void)::sched_setaffinity(0, sizeof set, &set);  // best effort: the figures are still valid unpinned
-}
 
 // Offers until published; a transport that back-pressures (Aeron) makes us wait, one that never does (ipc)
 // publishes at once. Gives up on a hard failure.

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "tensorpool/common/clock.hpp"
+#include "tensorpool/common/prefetch.hpp"
 #include "tensorpool/shm/layout.hpp"
 #include "tensorpool/shm/region_uri.hpp"
 #include "tensorpool/shm/seqlock.hpp"
@@ -253,7 +254,7 @@ PublishResult Producer::claim_slot(uint32_t length, FrameClaim& claim, const Ten
     const uint32_t index = shm::header_index(seq, config_.header_nslots);
     std::byte* slot = ring_.header_slot(index);
     shm::seqlock_begin_write(slot, seq);  // W-8-23: before any payload byte is written
-    if (shape != nullptr) shm::seqlock_store_header(slot, image_);  // the layout, for prefix readers
+    if (shape != nullptr) shm::seqlock_store_header(slot, image_, seq >= config_.header_nslots);  // for prefix readers
     claim.producer_ = this;
     claim.payload_ = std::span<std::byte>(pools_[p].region.payload_slot(index), length);
     claim.seq_ = seq;
@@ -282,6 +283,7 @@ bool Producer::prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length,
     const uint64_t ts = options.capture_timestamp_ns != 0 ? options.capture_timestamp_ns : static_cast<uint64_t>(monotonic_ns());
     const uint32_t meta = options.meta_version.value_or(metadata_->meta_version());
     const uint16_t pool_id = pools_[pool_index].config.pool_id;
+    last_pool_ = pool_index;
     if (!image_valid_ || !same_shape(shape, image_shape_)) {
         shm::FrameDescription f;
         f.seq = seq;
@@ -306,9 +308,12 @@ bool Producer::prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length,
 }
 
 PublishResult Producer::commit_prepared(uint64_t seq, const FrameOptions& options) noexcept {
-    std::byte* slot = ring_.header_slot(shm::header_index(seq, config_.header_nslots));
-    shm::seqlock_store_header(slot, image_);  // W-8-24: every header field, every time
-    shm::seqlock_commit(slot, seq);           // W-8-25
+    const uint32_t nslots = config_.header_nslots;
+    std::byte* slot = ring_.header_slot(shm::header_index(seq, nslots));
+    // W-8-24: every header field, every time; the padding after them (zero) on each slot's first use only: we
+    // created the region and nobody else writes it (W-15.14-2).
+    shm::seqlock_store_header(slot, image_, seq >= nslots);
+    shm::seqlock_commit(slot, seq);  // W-8-25
     ++next_seq_;
     ++stats_.frames_committed;
     const PublishResult r = send_descriptor(seq, options);
@@ -317,7 +322,22 @@ PublishResult Producer::commit_prepared(uint64_t seq, const FrameOptions& option
         send_progress(seq, claim_progress_.length, wc::FrameProgressState::COMPLETE);
         claim_progress_ = {};
     }
+    prefetch_next_slot();
     return r;
+}
+
+// Consumers read each slot after its frame is committed, so the next frame's lines are usually cached by a
+// consumer's core too. Asking for them now, in a writable state, lets the invalidations happen between frames
+// instead of stalling the next frame's stores (x86 retires stores in order: one store waiting for a line stalls
+// all behind it). Those lines: the header fields (and the padding on a slot's first use) and the first payload
+// line of the pool the last frame used; larger payloads are streamed by memcpy and the hardware prefetcher.
+void Producer::prefetch_next_slot() const noexcept {
+    const uint32_t nslots = config_.header_nslots;
+    const uint32_t index = shm::header_index(next_seq_, nslots);
+    const std::byte* slot = ring_.header_slot(index);
+    const std::size_t end = next_seq_ >= nslots ? shm::kSlotFieldWordsEnd : shm::kHeaderSlotBytes;
+    for (std::size_t line = 0; line < end; line += 64) prefetch_for_write(slot + line);
+    prefetch_for_write(pools_[last_pool_].region.payload_slot(index));
 }
 
 PublishResult Producer::send_descriptor(uint64_t seq, const FrameOptions& options) noexcept {

@@ -412,3 +412,64 @@ TEST(SlotImage, RejectsOverflowingLayouts) {
     f.tensor.strides = {};
     expect_dropped(f, "overflow");
 }
+
+// The consumer's per-frame validator reuses the decode of the last slot that passed while the tensor part (bytes
+// 60..146) is byte-identical. Every byte of that part must be compared, the first and the last included, no
+// padding byte around it may matter, and the per-frame SlotHeader rules still apply on the reuse path.
+TEST(SlotValidator, ReusesADecodeOnlyForAnIdenticalTensorPartAndStillChecksEveryFrame) {
+    FrameDescription f = float_2x2(9);
+    f.tensor.ndims = 8;  // every dims/strides entry counts, so the last tensor byte (146, strides[7]) is live
+    f.tensor.dims = {1, 1, 1, 1, 1, 1, 2, 2};
+    f.tensor.strides = {0, 0, 0, 0, 0, 0, 8, 4};
+    const SlotImage good = encode(f);
+    SlotValidator v;
+    ASSERT_TRUE(v.validate(good, 1, kPools).ok());
+
+    SlotImage padded = good;  // padding on both sides of the tensor part: still the cached decode, still valid
+    for (std::size_t i = 34; i < 60; ++i) put<std::uint8_t>(padded, i, 0xAB);
+    for (std::size_t i = 147; i < 256; ++i) put<std::uint8_t>(padded, i, 0xEF);
+    auto c = v.validate(padded, 1, kPools);
+    ASSERT_TRUE(c.ok()) << c.error().message();
+    EXPECT_EQ((*c)->tensor.ndims, 8u);
+
+    SlotImage first = good;  // byte 60: headerBytes length 192 -> 191
+    put<std::uint8_t>(first, 60, 191);
+    auto r = v.validate(first, 1, kPools);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(std::string(r.error().message()).find("headerBytes length"), std::string::npos) << r.error().message();
+
+    ASSERT_TRUE(v.validate(good, 1, kPools).ok());
+    SlotImage last = good;  // byte 146: the top byte of strides[7], now negative
+    put<std::uint8_t>(last, 146, 0x80);
+    r = v.validate(last, 1, kPools);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(std::string(r.error().message()).find("strides[7]"), std::string::npos) << r.error().message();
+
+    // The reuse path: identical tensor part, SlotHeader fields checked per frame.
+    ASSERT_TRUE(v.validate(good, 1, kPools).ok());
+    r = v.validate(good, 2, kPools);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(std::string(r.error().message()).find("payloadSlot is 1; expected the header index 2"), std::string::npos);
+    SlotImage other = good;
+    put<std::uint16_t>(other, 16, 3);
+    r = v.validate(other, 1, kPools);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(std::string(r.error().message()).find("poolId is 3"), std::string::npos);
+    other = good;
+    put<std::uint32_t>(other, 8, 65);
+    r = v.validate(other, 1, kPools);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(std::string(r.error().message()).find("valuesLenBytes is 65"), std::string::npos);
+    other = good;
+    put<std::uint32_t>(other, 18, 64);
+    r = v.validate(other, 1, kPools);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(std::string(r.error().message()).find("payloadOffset is 64"), std::string::npos);
+    other = good;
+    put<std::uint64_t>(other, 22, 77);
+    put<std::uint32_t>(other, 30, 5);
+    c = v.validate(other, 1, kPools);
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ((*c)->timestamp_ns, 77u);
+    EXPECT_EQ((*c)->meta_version, 5u);
+}

@@ -191,6 +191,7 @@ private:
                        const FrameOptions& options) noexcept;
     PublishResult commit_prepared(uint64_t seq, const FrameOptions& options) noexcept;
     PublishResult send_descriptor(uint64_t seq, const FrameOptions& options) noexcept;
+    void prefetch_next_slot() const noexcept;
     void start_progress(uint64_t seq, uint32_t length, const TensorShape& shape) noexcept;
     bool report_progress(uint64_t seq, uint64_t bytes_filled) noexcept;
     void flush_progress(int64_t now_ns) noexcept;
@@ -222,6 +223,7 @@ private:
     int64_t next_announce_ns_ = 0;
     int64_t next_qos_ns_ = 0;
     bool claim_open_ = false;
+    uint32_t last_pool_ = 0;    // index into pools_ of the last frame's pool
     shm::SlotImage image_;      // the slot image of the last frame (see prepare_image)
     TensorShape image_shape_{};
     bool image_valid_ = false;

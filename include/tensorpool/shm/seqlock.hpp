@@ -60,8 +60,11 @@ inline void seqlock_begin_write(std::byte* slot, std::uint64_t seq) noexcept {
 }
 
 // W-8-24: rewrite slot bytes 8..255 from a fully built image; bytes 0..7 of the image are ignored.
-inline void seqlock_store_header(std::byte* slot, const SlotImage& image) noexcept {
-    for (std::size_t w = seqlock_detail::kFirstBodyWord; w < seqlock_detail::kWords; ++w) {
+// With fields_only, bytes 8..151 only: every field, but not the TensorHeader padding after them (W-8-18), which a
+// producer that owns the region and wrote it once (zero) need not write again on every frame.
+inline void seqlock_store_header(std::byte* slot, const SlotImage& image, bool fields_only = false) noexcept {
+    const std::size_t end = fields_only ? seqlock_detail::kFieldWords : seqlock_detail::kWords;
+    for (std::size_t w = seqlock_detail::kFirstBodyWord; w < end; ++w) {
         std::uint64_t v;
         std::memcpy(&v, image.data() + w * 8, 8);
         seqlock_detail::word(slot + w * 8).store(v, std::memory_order_relaxed);

@@ -115,8 +115,12 @@ public:
     void reset() noexcept { have_ = false; }
 
 private:
+    static constexpr std::size_t kTensorWords = 12;  // slot words 7..18: bytes 56..151
+    static std::uint64_t tensor_word(const SlotImage& image, std::size_t w) noexcept;
+    bool same_tensor_part(const SlotImage& image) const noexcept;
+
     bool have_ = false;
-    std::array<std::byte, kSlotFieldBytes - wire::control::SlotHeader::kBlockLength> tensor_bytes_{};
+    std::array<std::uint64_t, kTensorWords> tensor_words_{};  // of the last slot that passed, padding masked off
     SlotContents last_;
 };
 

@@ -1,0 +1,105 @@
+#include "baselines.hpp"
+
+#include <sched.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "tensorpool/common/clock.hpp"
+
+namespace tensorpool::bench {
+
+namespace {
+
+int usable_cpus(cpu_set_t& allowed) {
+    if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return 0;
+    return CPU_COUNT(&allowed);
+}
+
+}  // namespace
+
+void pin_to_cpu(int k) {
+    cpu_set_t allowed;
+    const int n = usable_cpus(allowed);
+    if (n < 2) return;
+    int want = k % n;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        if (want-- == 0) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpu, &one);
+            (void)::sched_setaffinity(0, sizeof one, &one);
+            return;
+        }
+    }
+}
+
+double memcpy_bytes_per_s(std::size_t n, std::uint32_t slots, double seconds) {
+    std::vector<std::byte> src(n, std::byte{0xAB});
+    std::vector<std::byte> dst(static_cast<std::size_t>(slots) * n);
+    std::uint64_t copies = 0;
+    const std::int64_t start = monotonic_ns();
+    const std::int64_t end = start + static_cast<std::int64_t>(seconds * 1e9);
+    std::int64_t now = start;
+    while (now < end) {
+        for (int k = 0; k < 64; ++k) {
+            std::memcpy(dst.data() + (copies % slots) * n, src.data(), n);
+            ++copies;
+        }
+        now = monotonic_ns();
+    }
+    volatile std::byte sink = dst[(copies - 1) % slots * n];
+    (void)sink;
+    return static_cast<double>(copies) * static_cast<double>(n) / (static_cast<double>(now - start) / 1e9);
+}
+
+double line_transfer_ns(int k, int l, double seconds) {
+    cpu_set_t allowed;
+    if (usable_cpus(allowed) < 2) return 0;
+    struct alignas(64) Line {
+        std::atomic<std::uint64_t> v{0};
+    };
+    Line ping, pong;
+    std::atomic<bool> stop{false};
+    std::thread other([&] {
+        pin_to_cpu(l);
+        std::uint64_t seen = 0;
+        while (!stop.load(std::memory_order_relaxed)) {
+            const std::uint64_t v = ping.v.load(std::memory_order_acquire);
+            if (v != seen) {
+                seen = v;
+                pong.v.store(v, std::memory_order_release);
+            }
+        }
+    });
+    cpu_set_t saved;
+    const bool restore = ::sched_getaffinity(0, sizeof saved, &saved) == 0;
+    pin_to_cpu(k);
+    // Let the other thread reach its CPU before timing.
+    ping.v.store(1, std::memory_order_release);
+    while (pong.v.load(std::memory_order_acquire) != 1) {
+    }
+    std::uint64_t trips = 0;
+    const std::int64_t start = monotonic_ns();
+    const std::int64_t end = start + static_cast<std::int64_t>(seconds * 1e9);
+    std::int64_t now = start;
+    while (now < end) {
+        for (int i = 0; i < 256; ++i) {
+            const std::uint64_t v = trips + 2;
+            ping.v.store(v, std::memory_order_release);
+            while (pong.v.load(std::memory_order_acquire) != v) {
+            }
+            ++trips;
+        }
+        now = monotonic_ns();
+    }
+    stop.store(true);
+    other.join();
+    if (restore) (void)::sched_setaffinity(0, sizeof saved, &saved);
+    return static_cast<double>(now - start) / static_cast<double>(trips) / 2.0;
+}
+
+}  // namespace tensorpool::bench

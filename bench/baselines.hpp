@@ -1,0 +1,24 @@
+// Baselines a benchmark measures in the same run as the figure it reports, so that the figure reads as a ratio
+// to what this machine can do at that moment (shared VMs vary by 2-3x from minute to minute).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tensorpool::bench {
+
+// Pins the calling thread to the k-th CPU it may use (k modulo their count); nothing when it may use fewer than
+// two. Keeps the producer and consumers off each other's cores: migrations show up as tens of microseconds.
+void pin_to_cpu(int k);
+
+// Bytes per second of a bare memcpy of n-byte buffers into `slots` rotating destinations, for `seconds`.
+double memcpy_bytes_per_s(std::size_t n, std::uint32_t slots, double seconds);
+
+// One-way time for a cache line written on one CPU to be read on another: half the mean round trip of two
+// threads pinned to the k-th and l-th CPUs (as pin_to_cpu counts them) passing a counter back and forth through
+// two lines, for `seconds`. A frame's commit -> accepted latency needs at least two such transfers (the
+// descriptor, then the slot and payload lines it points at), so this is the floor under that latency.
+// Returns 0 when fewer than two CPUs are available.
+double line_transfer_ns(int k, int l, double seconds);
+
+}  // namespace tensorpool::bench
