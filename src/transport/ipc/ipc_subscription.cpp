@@ -192,8 +192,10 @@ int IpcSubscription::poll_image_once(Image& im, MessageHandler& handler, int lim
     const std::size_t index = static_cast<std::size_t>(im.cursor) & mask;
     const uint64_t lap = (im.cursor >> im.term_shift) & kLapMask;
     // Step 1: find the complete records from the cursor on. Records never straddle the wrap (padding fills the
-    // end), so the batch ends at the wrap at the latest and is one contiguous span of the ring.
+    // end), so the batch ends at the wrap at the latest and is one contiguous span of the ring. A padding record
+    // ends the batch and is skipped, never copied (a hostile one may claim any length up to the wrap).
     std::size_t batch = 0;
+    std::size_t pad = 0;
     int found = 0;
     bool foreign = false;
     while (found < limit && index + batch < im.term_bytes) {
@@ -209,13 +211,16 @@ int IpcSubscription::poll_image_once(Image& im, MessageHandler& handler, int lim
             foreign = batch == 0;  // not something our writer produces; judged after the lap check below
             break;
         }
+        if (type == kRecordPadding) {
+            pad = rec;
+            break;
+        }
         if (batch != 0 && batch + rec > kBatchBytes) break;  // the next batch's (a single large record: its own)
-        if (batch + rec > scratch_.size()) break;
         batch += rec;
-        if (type == kRecordData) ++found;
+        ++found;
         if (batch >= kBatchBytes) break;
     }
-    if (batch == 0) {
+    if (batch == 0 && pad == 0) {
         // Nothing to read here, unless the writer lapped us: then what lies at the cursor is a newer lap's bytes
         // and will never turn into the record we wait for. write_limit changes once per eighth of a ring, so
         // this check costs a reader that keeps up nearly nothing.
@@ -227,31 +232,30 @@ int IpcSubscription::poll_image_once(Image& im, MessageHandler& handler, int lim
         if (foreign) resync(im);
         return 0;
     }
-    // Steps 2 and 3: copy, then prove the copy was not overwritten meanwhile.
-    std::memcpy(scratch_.data(), im.ring + index, batch);
+    // Steps 2 and 3: copy, then prove that neither the copy nor the padding word we trusted was overwritten.
+    if (batch != 0) std::memcpy(scratch_.data(), im.ring + index, batch);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (load_relaxed(im.write_limit) - im.cursor > im.term_bytes) {
         resync(im);  // overwritten while we copied: nothing of this batch is trusted
         return -1;
     }
-    // Step 4: deliver from the copy. Its header words are the ones found above (the copy is proven intact).
+    // Step 4: deliver from the copy: data records only, their header words the ones found above (the copy is
+    // proven intact).
     std::size_t off = 0;
     int delivered = 0;
     while (off < batch) {
         RecordHeader h;
         std::memcpy(&h, scratch_.data() + off, sizeof h);
         const std::size_t rec = record_bytes(h.length);
-        if ((h.type_lap & 0xFFu) == kRecordData) {
-            if (im.seq_known && h.seq > im.next_seq) lost_messages_ += h.seq - im.next_seq;
-            im.next_seq = h.seq + 1;
-            im.seq_known = true;
-            const MessageInfo info{im.session_id, static_cast<int64_t>(im.cursor + off + rec), im.join_time_ns};
-            handler(std::span<const uint8_t>(scratch_.data() + off + kRecordHeaderBytes, h.length), info);
-            ++delivered;
-        }
+        if (im.seq_known && h.seq > im.next_seq) lost_messages_ += h.seq - im.next_seq;
+        im.next_seq = h.seq + 1;
+        im.seq_known = true;
+        const MessageInfo info{im.session_id, static_cast<int64_t>(im.cursor + off + rec), im.join_time_ns};
+        handler(std::span<const uint8_t>(scratch_.data() + off + kRecordHeaderBytes, h.length), info);
+        ++delivered;
         off += rec;
     }
-    im.cursor += batch;
+    im.cursor += batch + pad;
     return delivered;
 }
 
