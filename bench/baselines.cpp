@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -100,6 +101,26 @@ double line_transfer_ns(int k, int l, double seconds) {
     other.join();
     if (restore) (void)::sched_setaffinity(0, sizeof saved, &saved);
     return static_cast<double>(now - start) / static_cast<double>(trips) / 2.0;
+}
+
+CpuTimes read_cpu_times() {
+    CpuTimes t;
+    std::FILE* f = std::fopen("/proc/stat", "r");
+    if (f == nullptr) return t;
+    // "cpu  user nice system idle iowait irq softirq steal ...", in clock ticks, summed over the CPUs.
+    unsigned long long v[8] = {};
+    if (std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                    &v[7]) == 8) {
+        for (unsigned long long x : v) t.total += x;
+        t.steal = v[7];
+    }
+    std::fclose(f);
+    return t;
+}
+
+double steal_percent(const CpuTimes& before, const CpuTimes& after) {
+    if (after.total <= before.total) return 0;
+    return 100.0 * static_cast<double>(after.steal - before.steal) / static_cast<double>(after.total - before.total);
 }
 
 }  // namespace tensorpool::bench

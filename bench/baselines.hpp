@@ -21,4 +21,14 @@ double memcpy_bytes_per_s(std::size_t n, std::uint32_t slots, double seconds);
 // Returns 0 when fewer than two CPUs are available.
 double line_transfer_ns(int k, int l, double seconds);
 
+// Time the hypervisor took from this machine's CPUs (the "steal" column of /proc/stat) while a run lasted: on a
+// virtual machine the latency tail follows it. Take a snapshot before and after; 0 where /proc/stat has no steal.
+// /proc/stat counts in clock ticks (10 ms), so a short run reports only the larger preemptions.
+struct CpuTimes {
+    std::uint64_t steal = 0;
+    std::uint64_t total = 0;
+};
+CpuTimes read_cpu_times();
+double steal_percent(const CpuTimes& before, const CpuTimes& after);
+
 }  // namespace tensorpool::bench

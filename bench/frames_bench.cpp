@@ -326,8 +326,10 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
         status = s->producer_failed.load() != 0 ? Error::format(Errc::io, "bench frames: producer: %s", s->error)
                                                 : Error(Errc::io, "bench frames: consumers did not map the regions in 20 s");
     }
+    const CpuTimes cpu_before = read_cpu_times();
     s->go.store(1);
     while (status.ok() && s->publish_ns.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    result.steal_percent = steal_percent(cpu_before, read_cpu_times());
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the consumers drain
     s->stop.store(1);
     for (pid_t pid : pids) {

@@ -37,6 +37,7 @@ struct FramesBenchResult {
     double ratio_to_memcpy = 0;
     double line_transfer_ns = 0;  // one-way cache-line transfer producer CPU -> consumer CPU (0 when not pinned)
     FrameCost frame_cost;
+    double steal_percent = 0;     // CPU time the hypervisor took while frames moved (/proc/stat steal)
     int64_t latency_p50_ns = 0;  // publish (after commit) -> accepted by a consumer
     int64_t latency_p99_ns = 0;
     int64_t latency_p999_ns = 0;

@@ -97,6 +97,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                 {"payload_bytes", x.payload_bytes}, {"nslots", x.nslots}, {"fps", x.fps}, {"published_fps", x.published_fps},
                 {"gib_per_s", x.bytes_per_s / (1ull << 30)}, {"memcpy_gib_per_s", x.memcpy_bytes_per_s / (1ull << 30)},
                 {"ratio_to_memcpy", x.ratio_to_memcpy}, {"line_transfer_ns", x.line_transfer_ns},
+                {"steal_percent", x.steal_percent},
                 {"frame_cost_ns", {{"producer", x.frame_cost.producer_ns}, {"consumer", x.frame_cost.consumer_ns}}},
                 {"latency_ns", {{"p50", x.latency_p50_ns}, {"p99", x.latency_p99_ns}, {"p999", x.latency_p999_ns}}},
                 {"drops_gap", x.drops_gap}, {"drops_late", x.drops_late}, {"torn_accepted", x.torn_accepted},
@@ -112,8 +113,9 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                         static_cast<long long>(x.latency_p999_ns), static_cast<unsigned long long>(x.drops_gap),
                         static_cast<unsigned long long>(x.drops_late), static_cast<unsigned long long>(x.torn_accepted));
             std::printf("baselines: one thread costs %.0f ns/frame producing and %.0f ns/frame consuming; a cache line "
-                        "takes %.0f ns from the producer's CPU to the consumer's\n",
-                        x.frame_cost.producer_ns, x.frame_cost.consumer_ns, x.line_transfer_ns);
+                        "takes %.0f ns from the producer's CPU to the consumer's; the hypervisor took %.1f%% of the CPU "
+                        "time (steal)\n",
+                        x.frame_cost.producer_ns, x.frame_cost.consumer_ns, x.line_transfer_ns, x.steal_percent);
         }
         if (x.torn_accepted != 0) exit_code = 1;
     });

@@ -19,6 +19,8 @@ void expect_a_real_run(const bench::FramesBenchResult& r, std::size_t payload) {
     EXPECT_GT(r.frame_cost.producer_ns, 0.0);
     EXPECT_GT(r.frame_cost.consumer_ns, 0.0);
     EXPECT_GE(r.line_transfer_ns, 0.0);
+    EXPECT_GE(r.steal_percent, 0.0);
+    EXPECT_LE(r.steal_percent, 100.0);
     EXPECT_GT(r.fps, 0.0);
     EXPECT_LE(r.fps, r.published_fps * 1.0001);
 }
