@@ -461,6 +461,7 @@ bool Consumer::local_gate_rejects(int64_t ts_ns) noexcept {
 void Consumer::stage_descriptor(std::span<const uint8_t> message) noexcept {
     auto d = wc::FrameDescriptor::Decoder::wrap(message.data(), message.size());
     if (!d || d->streamId() != config_.stream_id) return;
+    if (staged_count_ == kStageCapacity) return;  // a poll delivers at most the `want` asked for; never write past
     StagedDescriptor& s = staged_[staged_count_++];
     s.epoch = d->epoch();
     s.seq = d->seq();

@@ -310,8 +310,8 @@ bool Producer::prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length,
 PublishResult Producer::commit_prepared(uint64_t seq, const FrameOptions& options) noexcept {
     const uint32_t nslots = config_.header_nslots;
     std::byte* slot = ring_.header_slot(shm::header_index(seq, nslots));
-    // W-8-24: every header field, every time; the padding after them (zero) on each slot's first use only: we
-    // created the region and nobody else writes it (W-15.14-2).
+    // W-8-24: every header field, every time. The padding after them is zero from the region's creation (ours,
+    // and nobody else writes it, W-15.14-2); it is written again during the first lap only.
     shm::seqlock_store_header(slot, image_, seq >= nslots);
     shm::seqlock_commit(slot, seq);  // W-8-25
     ++next_seq_;
