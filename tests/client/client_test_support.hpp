@@ -151,16 +151,7 @@ private:
     std::vector<pid_t> pids_;
 };
 
-// Polls `pred` until it holds or `timeout` passes.
-template <class Pred>
-bool wait_until(Pred pred, std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (!pred()) {
-        if (Clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(200us);
-    }
-    return true;
-}
+using tensorpool::test::wait_until;  // polls a condition until it holds or a timeout passes
 
 inline void pause_for(std::chrono::microseconds d) { std::this_thread::sleep_for(d); }
 

@@ -59,16 +59,6 @@ struct Board {
     std::atomic<uint64_t> sweeps{0};
 };
 
-template <class Pred>
-bool eventually(Pred pred, int seconds) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    return true;
-}
-
 // A long-lived subscriber that also sweeps (do_work), like a consumer.
 int subscriber_main(const BusRoot& root, Board& b, int s) {
     TransportHub hub(root.options());
@@ -149,7 +139,7 @@ TEST(IpcChurn, EveryLivePublisherIsHeardByEverySubscriberWhilePublishersAndSweep
 
     std::vector<pid_t> subs;
     for (int s = 0; s < kSubscribers; ++s) subs.push_back(test::fork_child([&, s] { return subscriber_main(root, b, s); }));
-    ASSERT_TRUE(eventually([&] { return b.ready[0].load() == 1 && b.ready[1].load() == 1; }, 30));
+    ASSERT_TRUE(test::wait_until([&] { return b.ready[0].load() == 1 && b.ready[1].load() == 1; }, std::chrono::seconds(30)));
     std::array<pid_t, kSweepers> sweepers{};
     for (auto& pid : sweepers) pid = test::fork_child([&] { return sweeper_main(root, b); });
 
@@ -169,14 +159,14 @@ TEST(IpcChurn, EveryLivePublisherIsHeardByEverySubscriberWhilePublishersAndSweep
             ++young;
             continue;
         }
-        ASSERT_TRUE(eventually([&] { return b.registered_ns[k].load() != 0; }, 30))
+        ASSERT_TRUE(test::wait_until([&] { return b.registered_ns[k].load() != 0; }, std::chrono::seconds(30)))
             << "publisher " << k << " did not register: " << test::wait_child(pub, 1);
-        const bool heard = eventually([&] {
+        const bool heard = test::wait_until([&] {
             for (int s = 0; s < kSubscribers; ++s) {
                 if (b.heard_ns[s][k].load() == 0) return false;
             }
             return true;
-        }, kHeardWithinSeconds);
+        }, std::chrono::seconds(kHeardWithinSeconds));
         ASSERT_TRUE(heard) << "publisher " << k << " registered but subscriber 0 heard it: "
                            << (b.heard_ns[0][k].load() != 0) << ", subscriber 1: " << (b.heard_ns[1][k].load() != 0)
                            << " (within " << kHeardWithinSeconds << " s)";
@@ -213,10 +203,10 @@ TEST(IpcChurn, EveryLivePublisherIsHeardByEverySubscriberWhilePublishersAndSweep
     TransportHub hub(root.options());
     auto sub = hub.add_subscription(kChannel, kStream);
     ASSERT_TRUE(sub.ok());
-    EXPECT_TRUE(eventually([&] {
+    EXPECT_TRUE(test::wait_until([&] {
         hub.do_work();
         return busy_publisher_slots(registry) == 0 && root.count_files("pub-") == 0;
-    }, 15)) << busy_publisher_slots(registry) << " publisher slots still held, " << root.count_files("pub-")
+    }, std::chrono::seconds(15))) << busy_publisher_slots(registry) << " publisher slots still held, " << root.count_files("pub-")
             << " publisher files left";
 
     std::sort(latencies.begin(), latencies.end());

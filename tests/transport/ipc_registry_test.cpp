@@ -32,16 +32,6 @@ using test::TestMessage;
 
 constexpr int32_t kStream = 7;
 
-template <class Pred>
-bool eventually(Pred pred, int seconds) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    return true;
-}
-
 // A pid that belonged to a process that has exited and been reaped.
 uint64_t dead_pid() {
     const pid_t pid = ::fork();
@@ -137,10 +127,10 @@ TEST(IpcRegistry, SlotsLeftClaimingByKilledPublishersOrSweepersAreFreedAndLiveCl
     // The live claimer dies too: the next sweep frees its slot and removes its log.
     ASSERT_EQ(::unlink((dir + "/pub-1005.log").c_str()), 0);
     ASSERT_TRUE(write_log(dir + "/pub-1005.log", 1005, gone));
-    EXPECT_TRUE(eventually([&] {
+    EXPECT_TRUE(test::wait_until([&] {
         hub.do_work();
         return reg.busy_publisher_slots() == 0 && root.count_files("pub-") == 0;
-    }, 10)) << reg.busy_publisher_slots() << " busy publisher slots, " << root.count_files("pub-") << " logs";
+    }, std::chrono::seconds(10))) << reg.busy_publisher_slots() << " busy publisher slots, " << root.count_files("pub-") << " logs";
 }
 
 TEST(IpcRegistry, LogsOfPublishersKilledBeforeTheyRegisteredAreRemoved) {
@@ -177,10 +167,10 @@ TEST(IpcRegistry, LogsOfPublishersKilledBeforeTheyRegisteredAreRemoved) {
 
     // The periodic sweep (Transport::do_work) finds new leftovers too, within about a second.
     ASSERT_TRUE(write_log(dir + "/pub-2006.log", 2006, gone));
-    EXPECT_TRUE(eventually([&] {
+    EXPECT_TRUE(test::wait_until([&] {
         hub.do_work();
         return !exists(dir + "/pub-2006.log");
-    }, 10)) << "the periodic sweep never removed a leftover log";
+    }, std::chrono::seconds(10))) << "the periodic sweep never removed a leftover log";
 }
 
 // A subscription that could not open a publisher's log when it first saw it keeps trying, without needing any
@@ -208,10 +198,10 @@ TEST(IpcRegistry, AnImageThatCouldNotBeOpenedIsRetriedUntilItOpens) {
     // It becomes acceptable; nothing else changes on the bus. The subscription must find it by itself.
     ASSERT_EQ(::chmod(log.c_str(), 0600), 0);
     for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE((*pub)->offer(TestMessage::make(0, i, 32)).ok());
-    EXPECT_TRUE(eventually([&] {
+    EXPECT_TRUE(test::wait_until([&] {
         (*sub)->poll(h, 10);
         return seen.size() == 10;
-    }, 5)) << "the subscription never retried the publisher's log";
+    }, std::chrono::seconds(5))) << "the subscription never retried the publisher's log";
     ASSERT_EQ(seen.size(), 10u);
     EXPECT_EQ(seen.front(), 0u) << "a publisher that came after the subscriber is read from its first message";
     EXPECT_EQ(ipc_sub->refused_images(), 1u) << "retries of one candidate are counted once";
@@ -243,10 +233,10 @@ TEST(IpcRegistry, ALingeringLogOfAPublisherClosedBeforeTheJoinIsNeverReplayed) {
     ASSERT_TRUE(next.ok());
     hub.do_work();  // and the periodic sweep makes it rescan too
     for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE((*next)->offer(TestMessage::make(2, i, 32)).ok());
-    EXPECT_TRUE(eventually([&] {
+    EXPECT_TRUE(test::wait_until([&] {
         (*late)->poll(h, 100);
         return from.size() >= 5;
-    }, 5));
+    }, std::chrono::seconds(5)));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     (*late)->poll(h, 100);
     EXPECT_EQ(std::count(from.begin(), from.end(), 1u), 0) << "messages published before the join were delivered";

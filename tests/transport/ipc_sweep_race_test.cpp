@@ -81,16 +81,6 @@ T* shared_object() {
     return new (p) T();
 }
 
-template <class Pred>
-bool eventually(Pred pred, int seconds) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    return true;
-}
-
 struct Report {
     std::atomic<int> stop{0};
     std::atomic<int> ready{0};
@@ -164,11 +154,11 @@ TEST(IpcSweepRace, ASweeperDelayedWhileFreeingADeadPublishersSlotNeverFreesTheSl
     g_hold = hold;
 
     const pid_t sub = test::fork_child([&] { return subscriber_main(root, *r); });
-    ASSERT_TRUE(eventually([&] { return r->ready.load() == 1; }, 30));
+    ASSERT_TRUE(test::wait_until([&] { return r->ready.load() == 1; }, std::chrono::seconds(30)));
 
     // A publishes, the subscriber reads it, A is killed: its slot is active with a dead pid.
     const pid_t a = test::fork_child([&] { return publisher_main(root, *r, 1); });
-    ASSERT_TRUE(eventually([&] { return r->last[1].load() >= 0; }, 30)) << "the subscriber never heard A";
+    ASSERT_TRUE(test::wait_until([&] { return r->last[1].load() >= 0; }, std::chrono::seconds(30))) << "the subscriber never heard A";
     ::kill(a, SIGKILL);
     ASSERT_EQ(test::wait_child(a, 30), ChildResult::killed(SIGKILL));
 
@@ -184,7 +174,7 @@ TEST(IpcSweepRace, ASweeperDelayedWhileFreeingADeadPublishersSlotNeverFreesTheSl
         hub.do_work();
         return 0;
     });
-    ASSERT_TRUE(eventually([&] { return hold->arrivals.load() == 1; }, 30)) << "sweeper 1 never freed A's slot";
+    ASSERT_TRUE(test::wait_until([&] { return hold->arrivals.load() == 1; }, std::chrono::seconds(30))) << "sweeper 1 never freed A's slot";
 
     // Sweeper 2 opens the stream now: it finds the half-freed slot and starts freeing it too; it is held as well.
     const pid_t x2 = test::fork_child([&] {
@@ -194,13 +184,13 @@ TEST(IpcSweepRace, ASweeperDelayedWhileFreeingADeadPublishersSlotNeverFreesTheSl
         if (!s) return test::child_fail(s.error().message());
         return 0;
     });
-    ASSERT_TRUE(eventually([&] { return hold->arrivals.load() == 2; }, 30)) << "sweeper 2 never touched A's slot";
+    ASSERT_TRUE(test::wait_until([&] { return hold->arrivals.load() == 2; }, std::chrono::seconds(30))) << "sweeper 2 never touched A's slot";
 
     // Sweeper 1 finishes: the slot is free. The new publisher P takes it.
     hold->released.store(1);
     ASSERT_EQ(test::wait_child(x1, 30), ChildResult::ok());
     const pid_t p = test::fork_child([&] { return publisher_main(root, *r, 2); });
-    ASSERT_TRUE(eventually([&] { return r->last[2].load() >= 0; }, 30)) << "the subscriber never heard P";
+    ASSERT_TRUE(test::wait_until([&] { return r->last[2].load() >= 0; }, std::chrono::seconds(30))) << "the subscriber never heard P";
 
     // Sweeper 2 finishes what it started, on a slot that is P's by now.
     hold->released.store(2);
@@ -216,7 +206,7 @@ TEST(IpcSweepRace, ASweeperDelayedWhileFreeingADeadPublishersSlotNeverFreesTheSl
         EXPECT_EQ(active, 1) << "P's slot is no longer active: a late sweeper freed it under P";
     }
     const int64_t after = r->published[2].load();
-    EXPECT_TRUE(eventually([&] { return r->last[2].load() > after; }, 10))
+    EXPECT_TRUE(test::wait_until([&] { return r->last[2].load() > after; }, std::chrono::seconds(10)))
         << "the long-lived subscriber stopped hearing P after the late sweeper acted (last " << r->last[2].load()
         << ", P published " << r->published[2].load() << ")";
     {
@@ -228,7 +218,7 @@ TEST(IpcSweepRace, ASweeperDelayedWhileFreeingADeadPublishersSlotNeverFreesTheSl
             TestMessage t;
             heard = heard || (TestMessage::parse(m, t) && t.publisher == 2);
         };
-        EXPECT_TRUE(eventually([&] { return (*late)->poll(h, 64) >= 0 && heard; }, 10))
+        EXPECT_TRUE(test::wait_until([&] { return (*late)->poll(h, 64) >= 0 && heard; }, std::chrono::seconds(10)))
             << "a subscriber that joined after the race never hears P";
     }
 
@@ -263,10 +253,10 @@ TEST(IpcSweepRace, APublisherKilledWhileCreatingItsLogLeavesNothingBehindAfterTh
             for (uint32_t i = 0; i < ipc::kPublisherSlots; ++i) EXPECT_EQ(ipc::word_state(reg.word(i)), ipc::kSlotFree);
         }
         const pid_t sub = test::fork_child([&] { return subscriber_main(root, *r); });  // opening sweeps the files
-        ASSERT_TRUE(eventually([&] { return r->ready.load() == 1; }, 30));
+        ASSERT_TRUE(test::wait_until([&] { return r->ready.load() == 1; }, std::chrono::seconds(30)));
         EXPECT_EQ(root.count_files("pub-"), 0u) << "files of a publisher killed while creating its log remain";
         const pid_t p = test::fork_child([&] { return publisher_main(root, *r, 3); });
-        EXPECT_TRUE(eventually([&] { return r->last[3].load() >= 0; }, 30));
+        EXPECT_TRUE(test::wait_until([&] { return r->last[3].load() >= 0; }, std::chrono::seconds(30)));
         ::kill(p, SIGKILL);
         test::wait_child(p, 30);
         r->stop.store(1);

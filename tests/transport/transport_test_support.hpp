@@ -24,6 +24,17 @@
 
 namespace tensorpool::test {
 
+// Polls `pred` every 200 µs until it holds or `timeout` passes; true if it held.
+template <class Pred>
+bool wait_until(Pred pred, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    return true;
+}
+
 // A fresh owner-only directory under /dev/shm used as the ipc bus root, removed afterwards.
 class BusRoot {
 public:
