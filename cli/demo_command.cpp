@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <new>
 #include <string>
@@ -68,7 +69,9 @@ void idle(int work, int& idle_rounds) {
     }
 }
 
-[[noreturn]] void run_producer(DemoShared* s, const DemoOptions& o) {
+// Returns normally when told to stop, so that the producer's destructor removes its regions (an _exit here left
+// every run's regions in /dev/shm).
+void run_producer(DemoShared* s, const DemoOptions& o) {
     transport::TransportHub hub(o.stream.transport_options());
     client::ProducerConfig pc;
     pc.stream_id = o.stream.stream_id;
@@ -109,10 +112,9 @@ void idle(int work, int& idle_rounds) {
         }
         idle(work, idle_rounds);
     }
-    ::_exit(0);
 }
 
-[[noreturn]] void run_consumer(DemoShared* s, int index, const DemoOptions& o) {
+void run_consumer(DemoShared* s, int index, const DemoOptions& o) {
     ConsumerShared& me = s->consumers[index];
     transport::TransportHub hub(o.stream.transport_options());
     client::ConsumerConfig cc;
@@ -146,11 +148,35 @@ void idle(int work, int& idle_rounds) {
         me.mapped.store((*c)->state() == client::MappingState::mapped ? 1 : 0, std::memory_order_relaxed);
         idle(work, idle_rounds);
     }
-    ::_exit(0);
 }
 
 
-int run_demo(const DemoOptions& o) {
+// The demo's ipc bus is private to one run: unless told where the bus files go, they go into a directory of their
+// own that is removed at the end. Left in the shared root, every run kept its publishers' logs (8 MiB each, in
+// /dev/shm, that is RAM) for good.
+class PrivateBusRoot {
+public:
+    explicit PrivateBusRoot(DemoOptions& o) {
+        if (!o.stream.ipc_root.empty() || o.stream.channels.channel.rfind("ipc:", 0) != 0) return;
+        char tmpl[] = "/dev/shm/tensorpool-demo-XXXXXX";  // mode 0700, as the ipc bus requires
+        if (::mkdtemp(tmpl) == nullptr) return;         // then the default root, as before
+        path_ = tmpl;
+        o.stream.ipc_root = path_;
+    }
+    ~PrivateBusRoot() {
+        if (path_.empty()) return;
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    PrivateBusRoot(const PrivateBusRoot&) = delete;
+    PrivateBusRoot& operator=(const PrivateBusRoot&) = delete;
+
+private:
+    std::string path_;
+};
+
+int run_demo(DemoOptions o) {
+    const PrivateBusRoot bus_root(o);  // removed after every child has been reaped (declared before them)
     void* mem = ::mmap(nullptr, sizeof(DemoShared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
         std::fprintf(stderr, "tensorpool demo: mmap failed\n");
