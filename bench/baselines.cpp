@@ -19,6 +19,19 @@ int usable_cpus(cpu_set_t& allowed) {
     return CPU_COUNT(&allowed);
 }
 
+// Runs batch() again and again for about `seconds` (the clock is read between batches only); returns the ns taken.
+template <class Batch>
+std::int64_t repeat_for(double seconds, Batch batch) {
+    const std::int64_t start = monotonic_ns();
+    const std::int64_t end = start + static_cast<std::int64_t>(seconds * 1e9);
+    std::int64_t now = start;
+    while (now < end) {
+        batch();
+        now = monotonic_ns();
+    }
+    return now - start;
+}
+
 }  // namespace
 
 void pin_to_cpu(int k) {
@@ -42,19 +55,15 @@ double memcpy_bytes_per_s(std::size_t n, std::uint32_t slots, double seconds) {
     std::vector<std::byte> src(n, std::byte{0xAB});
     std::vector<std::byte> dst(static_cast<std::size_t>(slots) * n);
     std::uint64_t copies = 0;
-    const std::int64_t start = monotonic_ns();
-    const std::int64_t end = start + static_cast<std::int64_t>(seconds * 1e9);
-    std::int64_t now = start;
-    while (now < end) {
+    const std::int64_t ns = repeat_for(seconds, [&] {
         for (int k = 0; k < 64; ++k) {
             std::memcpy(dst.data() + (copies % slots) * n, src.data(), n);
             ++copies;
         }
-        now = monotonic_ns();
-    }
+    });
     volatile std::byte sink = dst[(copies - 1) % slots * n];
     (void)sink;
-    return static_cast<double>(copies) * static_cast<double>(n) / (static_cast<double>(now - start) / 1e9);
+    return static_cast<double>(copies) * static_cast<double>(n) / (static_cast<double>(ns) / 1e9);
 }
 
 double line_transfer_ns(int k, int l, double seconds) {
@@ -84,10 +93,7 @@ double line_transfer_ns(int k, int l, double seconds) {
     while (pong.v.load(std::memory_order_acquire) != 1) {
     }
     std::uint64_t trips = 0;
-    const std::int64_t start = monotonic_ns();
-    const std::int64_t end = start + static_cast<std::int64_t>(seconds * 1e9);
-    std::int64_t now = start;
-    while (now < end) {
+    const std::int64_t ns = repeat_for(seconds, [&] {
         for (int i = 0; i < 256; ++i) {
             const std::uint64_t v = trips + 2;
             ping.v.store(v, std::memory_order_release);
@@ -95,12 +101,11 @@ double line_transfer_ns(int k, int l, double seconds) {
             }
             ++trips;
         }
-        now = monotonic_ns();
-    }
+    });
     stop.store(true);
     other.join();
     if (restore) (void)::sched_setaffinity(0, sizeof saved, &saved);
-    return static_cast<double>(now - start) / static_cast<double>(trips) / 2.0;
+    return static_cast<double>(ns) / static_cast<double>(trips) / 2.0;
 }
 
 CpuTimes read_cpu_times() {

@@ -432,39 +432,32 @@ TEST(SlotValidator, ReusesADecodeOnlyForAnIdenticalTensorPartAndStillChecksEvery
     ASSERT_TRUE(c.ok()) << c.error().message();
     EXPECT_EQ((*c)->tensor.ndims, 8u);
 
+    auto expect_refused = [&v](const SlotImage& img, std::uint32_t index, const char* needle) {
+        auto r = v.validate(img, index, kPools);
+        ASSERT_FALSE(r.ok()) << "expected a refusal mentioning '" << needle << "'";
+        EXPECT_NE(std::string(r.error().message()).find(needle), std::string::npos) << r.error().message();
+    };
     SlotImage first = good;  // byte 60: headerBytes length 192 -> 191
     put<std::uint8_t>(first, 60, 191);
-    auto r = v.validate(first, 1, kPools);
-    ASSERT_FALSE(r.ok());
-    EXPECT_NE(std::string(r.error().message()).find("headerBytes length"), std::string::npos) << r.error().message();
+    expect_refused(first, 1, "headerBytes length");
 
     ASSERT_TRUE(v.validate(good, 1, kPools).ok());
     SlotImage last = good;  // byte 146: the top byte of strides[7], now negative
     put<std::uint8_t>(last, 146, 0x80);
-    r = v.validate(last, 1, kPools);
-    ASSERT_FALSE(r.ok());
-    EXPECT_NE(std::string(r.error().message()).find("strides[7]"), std::string::npos) << r.error().message();
+    expect_refused(last, 1, "strides[7]");
 
     // The reuse path: identical tensor part, SlotHeader fields checked per frame.
     ASSERT_TRUE(v.validate(good, 1, kPools).ok());
-    r = v.validate(good, 2, kPools);
-    ASSERT_FALSE(r.ok());
-    EXPECT_NE(std::string(r.error().message()).find("payloadSlot is 1; expected the header index 2"), std::string::npos);
+    expect_refused(good, 2, "payloadSlot is 1; expected the header index 2");
     SlotImage other = good;
     put<std::uint16_t>(other, 16, 3);
-    r = v.validate(other, 1, kPools);
-    ASSERT_FALSE(r.ok());
-    EXPECT_NE(std::string(r.error().message()).find("poolId is 3"), std::string::npos);
+    expect_refused(other, 1, "poolId is 3");
     other = good;
     put<std::uint32_t>(other, 8, 65);
-    r = v.validate(other, 1, kPools);
-    ASSERT_FALSE(r.ok());
-    EXPECT_NE(std::string(r.error().message()).find("valuesLenBytes is 65"), std::string::npos);
+    expect_refused(other, 1, "valuesLenBytes is 65");
     other = good;
     put<std::uint32_t>(other, 18, 64);
-    r = v.validate(other, 1, kPools);
-    ASSERT_FALSE(r.ok());
-    EXPECT_NE(std::string(r.error().message()).find("payloadOffset is 64"), std::string::npos);
+    expect_refused(other, 1, "payloadOffset is 64");
     other = good;
     put<std::uint64_t>(other, 22, 77);
     put<std::uint32_t>(other, 30, 5);

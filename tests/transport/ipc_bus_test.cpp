@@ -189,7 +189,8 @@ TEST(IpcBus, PublisherKilledMidWriteLeavesOthersAndSubscribersWorking) {
     auto sub = hub.add_subscription(channel, kStream);
     ASSERT_TRUE(sub.ok()) << sub.error().message();
 
-    // Victim: claims space for a message (tail_intent moves past tail) and dies before committing it.
+    // Victim: claims space for a message (write_limit moves past it; its header word is never stored) and dies
+    // before committing it.
     test::Barrier claimed(1);
     pid_t victim = test::fork_child([&] {
         TransportHub h(root.options());

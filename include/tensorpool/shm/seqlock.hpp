@@ -6,7 +6,7 @@
 //
 // Writer (producer):
 //     seqlock_begin_write(slot, seq);        // (seq<<1) release, then a release fence
-//     seqlock_store_header(slot, image);     // slot bytes 8..255
+//     seqlock_store_header(slot, image);     // slot bytes 8..255 (8..151: fields only)
 //     memcpy(payload, ...);                  // application payload
 //     seqlock_commit(slot, seq);             // (seq<<1)|1 release
 //
