@@ -33,7 +33,9 @@ TEST(DemoCli, FramesFlowToBothConsumersAndTheRunLeavesNoFilesBehind) {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     const std::string base = tmpl;
     const auto before = demo_bus_roots();
-    const auto r = tensorpool::test::run_process({TENSORPOOL_CLI_PATH, "demo", "--seconds", "1", "--base-dir", base});
+    // 3 s: the producer announces once a second and a consumer ignores announces stamped before it joined
+    // (W-10.1.1-9), so a consumer that starts just after an announce maps up to a second later.
+    const auto r = tensorpool::test::run_process({TENSORPOOL_CLI_PATH, "demo", "--seconds", "3", "--base-dir", base});
     EXPECT_FALSE(r.signalled);
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("demo OK"), std::string::npos) << r.out;
