@@ -163,6 +163,9 @@ private:
         c1_ = c1;
         same_mask_ = ~std::uint64_t{0};  // a committed read: the whole word must be unchanged
         std::memcpy(copy_.data(), &c1, 8);
+        // Fully unrolled where `words` is a constant (every caller): a loop of a few cycles per word is a large
+        // part of a small frame's read.
+#pragma GCC unroll 32
         for (std::size_t w = seqlock_detail::kFirstBodyWord; w < words; ++w) {
             const std::uint64_t v = seqlock_detail::word(slot + w * 8).load(std::memory_order_relaxed);
             std::memcpy(copy_.data() + w * 8, &v, 8);
