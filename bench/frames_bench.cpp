@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <new>
 #include <string>
 #include <thread>
@@ -123,34 +124,125 @@ client::TensorShape bytes_shape(std::size_t n) {
     return shape;
 }
 
-// The CPU cost of a frame on each side with no second core involved: producer and consumer in this thread, the
-// producer publishing a batch of frames, then the consumer reading them, so every line stays in this core's
-// caches. The gap between 1e9 / this cost and the two-process rate is what the cores' cache-line traffic costs.
-Result<FrameCost> measure_frame_cost(const Setup& setup, std::size_t payload_bytes, double seconds) {
+// The cost of a frame on each side, producer and consumer taking turns: the producer publishes a batch of frames,
+// then the consumer reads them, and so on. Nothing runs concurrently, so neither side waits for the other.
+// - consumer_cpu < 0: both in this thread, so every line stays in this core's caches: the CPU cost alone.
+// - consumer_cpu >= 0: the consumer in a process of its own pinned there (as pin_to_cpu counts), this thread on the
+//   first CPU, as in the run itself: the consumer reads every line from the producer's core and the producer takes
+//   back every line the consumer read, but no line is contended by both at once. When the consumer's figure is the
+//   larger, a consumer that falls behind stays behind, and a free-running producer laps it.
+Result<FrameCost> measure_frame_cost(const Setup& setup, std::size_t payload_bytes, double seconds, int consumer_cpu) {
+    struct Turns {
+        std::atomic<int> turn{0};  // 0: the producer's, 1: the consumer's, 2: stop
+        std::atomic<int> mapped{0};  // 1: mapped, -1: failed
+        int64_t consumer_ns = 0;
+        uint64_t accepted = 0, torn = 0;
+        int rounds = 0;  // batches read
+    };
+    const int batch = static_cast<int>(std::min<uint32_t>(256, setup.nslots / 2));
+    constexpr int kWarmRounds = 64;  // not timed: the first lap of every line
+    // Spins until done(turn); -1 after 10 s (a peer that died or hung).
+    auto wait_for = [](std::atomic<int>& a, auto done) {
+        const int64_t give_up = monotonic_ns() + 10'000'000'000;
+        for (uint32_t spins = 0;; ++spins) {
+            const int v = a.load(std::memory_order_acquire);
+            if (done(v)) return v;
+            if ((spins & 0xFFFF) == 0 && monotonic_ns() > give_up) return -1;
+        }
+    };
+    // Reads batch after batch when it is the consumer's turn; returns when told to stop.
+    auto consume = [&](Turns& t, transport::TransportHub& hub, client::Consumer* shared) {
+        std::unique_ptr<client::Consumer> own;
+        client::Consumer* c = shared;
+        if (c == nullptr) {
+            auto made = client::Consumer::create(hub, setup.consumer());
+            if (!made) {
+                t.mapped.store(-1, std::memory_order_release);
+                return;
+            }
+            own = std::move(*made);
+            c = own.get();
+            for (int i = 0; i < 20000 && c->state() != client::MappingState::mapped; ++i) {
+                c->do_work(monotonic_ns());
+                std::this_thread::sleep_for(std::chrono::microseconds(100));
+            }
+            t.mapped.store(c->state() == client::MappingState::mapped ? 1 : -1, std::memory_order_release);
+        }
+        auto on_frame = [&](const client::FrameView& f) {
+            const bool ok = intact(f.payload(), f.seq());
+            if (!f.still_valid()) return;
+            t.torn += ok ? 0 : 1;
+            ++t.accepted;
+        };
+        for (;;) {
+            const int turn = wait_for(t.turn, [](int v) { return v != 0; });
+            if (turn == 2 || turn < 0) return;
+            const int64_t a = monotonic_ns();
+            for (int got = 0; got < batch;) {
+                const int n = c->poll_frames(on_frame, batch - got);
+                got += n;
+                if (n == 0 && monotonic_ns() - a > 1'000'000'000) break;  // frames lost: counted below, not waited for
+            }
+            if (t.rounds >= kWarmRounds) t.consumer_ns += monotonic_ns() - a;
+            if ((t.rounds++ & 63) == 0) c->do_work(monotonic_ns());
+            t.turn.store(0, std::memory_order_release);
+            if (shared != nullptr) return;  // in the producer's thread: one batch per call
+        }
+    };
+
+    void* mem = ::mmap(nullptr, sizeof(Turns), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return Error(Errc::io, "bench frames: frame cost: mmap failed");
+    auto* t = new (mem) Turns();
+    struct Cleanup {
+        void* mem;
+        pid_t child = -1;
+        ~Cleanup() {
+            if (child > 0) {  // only on a failure: the child may be stuck, and its figures are not wanted
+                ::kill(child, SIGKILL);
+                ::waitpid(child, nullptr, 0);
+            }
+            ::munmap(mem, sizeof(Turns));
+        }
+    } cleanup{mem};
+    if (consumer_cpu >= 0) {
+        // Forked before this process creates its transport: the child builds its own, as a consumer process does.
+        cleanup.child = fork_child([&] {
+            pin_to_cpu(consumer_cpu);
+            transport::TransportHub hub(setup.transport);
+            consume(*t, hub, nullptr);
+        });
+        pin_to_cpu(0);
+    }
     transport::TransportHub hub(setup.transport);
     auto p = client::Producer::create(hub, setup.producer());
     if (!p) return p.error();
-    auto c = client::Consumer::create(hub, setup.consumer());
-    if (!c) return c.error();
-    for (int i = 0; i < 2000 && (*c)->state() != client::MappingState::mapped; ++i) {
+    std::unique_ptr<client::Consumer> local;
+    if (consumer_cpu < 0) {
+        auto c = client::Consumer::create(hub, setup.consumer());
+        if (!c) return c.error();
+        local = std::move(*c);
+    }
+    for (int i = 0; i < 2000; ++i) {
         (*p)->do_work(monotonic_ns());
-        (*c)->do_work(monotonic_ns());
+        if (local) local->do_work(monotonic_ns());
+        const bool mapped = local ? local->state() == client::MappingState::mapped
+                                  : t->mapped.load(std::memory_order_acquire) != 0;
+        if (mapped) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    if ((*c)->state() != client::MappingState::mapped) return Error(Errc::io, "bench frames: frame cost: the consumer did not map");
+    const bool mapped = local ? local->state() == client::MappingState::mapped : t->mapped.load() == 1;
+    if (!mapped) return Error(Errc::io, "bench frames: frame cost: the consumer did not map");
+
     std::vector<std::byte> src(payload_bytes, std::byte{0xAB});
     const client::TensorShape shape = bytes_shape(payload_bytes);
-    const int batch = static_cast<int>(std::min<uint32_t>(256, setup.nslots / 2));
-    uint64_t accepted = 0, torn = 0, frames = 0, total = 0;
-    int64_t producer_ns = 0, consumer_ns = 0;
-    auto on_frame = [&](const client::FrameView& f) {
-        const bool ok = intact(f.payload(), f.seq());
-        if (!f.still_valid()) return;
-        torn += ok ? 0 : 1;
-        ++accepted;
-    };
+    uint64_t frames = 0, total = 0;
+    int64_t producer_ns = 0;
     const int64_t end = monotonic_ns() + static_cast<int64_t>(seconds * 1e9);
     for (int round = 0;; ++round) {
+        if (wait_for(t->turn, [](int v) { return v == 0; }) < 0) {
+            return Error(Errc::io, "bench frames: frame cost: the consumer process stopped taking its turns");
+        }
+        if ((round & 63) == 0) (*p)->do_work(monotonic_ns());
         const int64_t a = monotonic_ns();
         for (int k = 0; k < batch; ++k) {
             stamp(src.data(), src.size(), (*p)->next_seq());
@@ -158,28 +250,30 @@ Result<FrameCost> measure_frame_cost(const Setup& setup, std::size_t payload_byt
             fo.capture_timestamp_ns = static_cast<uint64_t>(a);
             (void)(*p)->offer(shape, src, fo);
         }
-        const int64_t b = monotonic_ns();
-        for (int got = 0; got < batch;) got += (*c)->poll_frames(on_frame, batch - got);
-        const int64_t e = monotonic_ns();
-        total += static_cast<uint64_t>(batch);
-        if (round >= 64) {  // after the first lap of every line
-            producer_ns += b - a;
-            consumer_ns += e - b;
+        if (round >= kWarmRounds) {
+            producer_ns += monotonic_ns() - a;
             frames += static_cast<uint64_t>(batch);
         }
-        if ((round & 63) == 0) {
-            (*p)->do_work(e);
-            (*c)->do_work(e);
-        }
-        if (e >= end && round >= 128) break;
+        total += static_cast<uint64_t>(batch);
+        t->turn.store(1, std::memory_order_release);
+        if (local) consume(*t, hub, local.get());
+        if (monotonic_ns() >= end && round >= 2 * kWarmRounds) break;
     }
-    if (torn != 0 || accepted != total) {
+    if (wait_for(t->turn, [](int v) { return v == 0; }) < 0) {
+        return Error(Errc::io, "bench frames: frame cost: the consumer process stopped taking its turns");
+    }
+    t->turn.store(2, std::memory_order_release);
+    if (cleanup.child > 0) {
+        ::waitpid(cleanup.child, nullptr, 0);
+        cleanup.child = -1;
+    }
+    if (t->torn != 0 || t->accepted != total) {
         return Error::format(Errc::state, "bench frames: frame cost: %llu of %llu frames accepted, %llu torn",
-                             static_cast<unsigned long long>(accepted), static_cast<unsigned long long>(total),
-                             static_cast<unsigned long long>(torn));
+                             static_cast<unsigned long long>(t->accepted), static_cast<unsigned long long>(total),
+                             static_cast<unsigned long long>(t->torn));
     }
     return FrameCost{static_cast<double>(producer_ns) / static_cast<double>(frames),
-                     static_cast<double>(consumer_ns) / static_cast<double>(frames)};
+                     static_cast<double>(t->consumer_ns) / static_cast<double>(frames)};
 }
 
 }  // namespace
@@ -209,12 +303,19 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
         // The baselines are measured where the producer will run: on the producer's CPU when pinning.
         cpu_set_t saved;
         const bool restore = o.pin && ::sched_getaffinity(0, sizeof saved, &saved) == 0;
-        if (o.pin) result.line_transfer_ns = line_transfer_ns(0, 1, 0.2);  // before this thread is pinned
-        if (o.pin) pin_to_cpu(0);
+        // Threads and processes inherit their creator's CPUs: what needs the consumer's CPU runs before this thread
+        // is pinned.
+        if (o.pin) {
+            result.line_transfer_ns = line_transfer_ns(0, 1, 0.2);
+            auto handoff = measure_frame_cost(Setup(root + "/handoff", "bus", opts.nslots, o.payload_bytes), o.payload_bytes, 0.5, 1);
+            if (handoff) result.handoff_cost = *handoff;
+            else status = handoff.error();
+            pin_to_cpu(0);
+        }
         result.memcpy_bytes_per_s = memcpy_bytes_per_s(o.payload_bytes, opts.nslots, 1.0);
-        auto cost = measure_frame_cost(Setup(root + "/cost", "bus", opts.nslots, o.payload_bytes), o.payload_bytes, 0.5);
-        if (cost) result.frame_cost = *cost;
-        else status = cost.error();
+        auto cost = measure_frame_cost(Setup(root + "/cost", "bus", opts.nslots, o.payload_bytes), o.payload_bytes, 0.5, -1);
+        if (!cost) status = cost.error();
+        else result.frame_cost = *cost;
         if (restore) (void)::sched_setaffinity(0, sizeof saved, &saved);
     }
     if (!status) {

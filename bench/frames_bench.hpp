@@ -19,7 +19,7 @@ struct FramesBenchOptions {
     bool pin = true;         // pin the producer and each consumer to their own CPU (round robin) when it helps
 };
 
-// CPU time per frame with producer and consumer in one thread (no cross-core traffic), in ns.
+// Time per frame on each side, in ns, producer and consumer taking turns a batch at a time (frames_bench.cpp).
 struct FrameCost {
     double producer_ns = 0;
     double consumer_ns = 0;
@@ -36,7 +36,9 @@ struct FramesBenchResult {
     double memcpy_bytes_per_s = 0;
     double ratio_to_memcpy = 0;
     double line_transfer_ns = 0;  // one-way cache-line transfer producer CPU -> consumer CPU (0 when not pinned)
-    FrameCost frame_cost;
+    FrameCost frame_cost;         // both in one thread: the CPU cost alone
+    FrameCost handoff_cost;       // on the producer's and the first consumer's CPUs: with the cache-line traffic
+                                  // (0 when not pinned)
     double steal_percent = 0;     // CPU time the hypervisor took while frames moved (/proc/stat steal)
     int64_t latency_p50_ns = 0;  // publish (after commit) -> accepted by a consumer
     int64_t latency_p99_ns = 0;

@@ -18,6 +18,9 @@ void expect_a_real_run(const bench::FramesBenchResult& r, std::size_t payload) {
     EXPECT_GT(r.memcpy_bytes_per_s, 0.0);
     EXPECT_GT(r.frame_cost.producer_ns, 0.0);
     EXPECT_GT(r.frame_cost.consumer_ns, 0.0);
+    // Pinned by default: the two-process turn-taking baseline ran too.
+    EXPECT_GT(r.handoff_cost.producer_ns, 0.0);
+    EXPECT_GT(r.handoff_cost.consumer_ns, 0.0);
     EXPECT_GE(r.line_transfer_ns, 0.0);
     EXPECT_GE(r.steal_percent, 0.0);
     EXPECT_LE(r.steal_percent, 100.0);
