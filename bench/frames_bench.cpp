@@ -16,6 +16,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "baselines.hpp"
@@ -132,9 +133,11 @@ client::TensorShape bytes_shape(std::size_t n) {
 //   back every line the consumer read, but no line is contended by both at once. When the consumer's figure is the
 //   larger, a consumer that falls behind stays behind, and a free-running producer laps it.
 Result<FrameCost> measure_frame_cost(const Setup& setup, std::size_t payload_bytes, double seconds, int consumer_cpu) {
+    // The word both sides spin on has a line of its own: the consumer's figures, written per batch, must not drag
+    // it away from the producer, or the figure measures that.
     struct Turns {
-        std::atomic<int> turn{0};  // 0: the producer's, 1: the consumer's, 2: stop
-        std::atomic<int> mapped{0};  // 1: mapped, -1: failed
+        alignas(64) std::atomic<int> turn{0};  // 0: the producer's, 1: the consumer's, 2: stop
+        alignas(64) std::atomic<int> mapped{0};  // 1: mapped, -1: failed
         int64_t consumer_ns = 0;
         uint64_t accepted = 0, torn = 0;
         int rounds = 0;  // batches read
@@ -168,11 +171,12 @@ Result<FrameCost> measure_frame_cost(const Setup& setup, std::size_t payload_byt
             }
             t.mapped.store(c->state() == client::MappingState::mapped ? 1 : -1, std::memory_order_release);
         }
+        uint64_t accepted = 0, torn = 0;
         auto on_frame = [&](const client::FrameView& f) {
             const bool ok = intact(f.payload(), f.seq());
             if (!f.still_valid()) return;
-            t.torn += ok ? 0 : 1;
-            ++t.accepted;
+            torn += ok ? 0 : 1;
+            ++accepted;
         };
         for (;;) {
             const int turn = wait_for(t.turn, [](int v) { return v != 0; });
@@ -184,6 +188,8 @@ Result<FrameCost> measure_frame_cost(const Setup& setup, std::size_t payload_byt
                 if (n == 0 && monotonic_ns() - a > 1'000'000'000) break;  // frames lost: counted below, not waited for
             }
             if (t.rounds >= kWarmRounds) t.consumer_ns += monotonic_ns() - a;
+            t.accepted += std::exchange(accepted, 0);
+            t.torn += std::exchange(torn, 0);
             if ((t.rounds++ & 63) == 0) c->do_work(monotonic_ns());
             t.turn.store(0, std::memory_order_release);
             if (shared != nullptr) return;  // in the producer's thread: one batch per call
