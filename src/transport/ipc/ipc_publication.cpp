@@ -9,10 +9,13 @@
 #include <cstring>
 
 #include "tensorpool/common/clock.hpp"
+#include "tensorpool/common/prefetch.hpp"
 
 namespace tensorpool::transport::ipc {
 
 namespace {
+
+constexpr std::size_t kLineBytes = 64;
 
 int32_t random_session_id() noexcept {
     uint32_t v = 0;
@@ -117,6 +120,12 @@ void IpcPublication::end_record(std::size_t index, uint64_t word) noexcept {
     position_ = pending_;
     std::atomic_ref<uint64_t>(*last_record_).store(record_start_, std::memory_order_relaxed);
     std::atomic_ref<uint64_t>(*tail_).store(position_, std::memory_order_release);
+    // A reader that keeps up polls the line of the next record, and its core's stream prefetcher pulls in the
+    // lines after it: each record's first store would then wait for another core to give its line up, and x86
+    // commits stores in order, so every store behind it waits too. Ask now for the line after the polled one in a
+    // writable state (the polled line itself would only be taken back by the reader's next poll). Measured on
+    // 64-byte frames: 4-13% more frames published while the consumer keeps up, no change when it lags.
+    prefetch_for_write(ring_ + ((position_ + kLineBytes) & (term_bytes_ - 1)));
 }
 
 OfferResult IpcPublication::offer(std::span<const uint8_t> message) noexcept {
