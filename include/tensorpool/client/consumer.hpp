@@ -236,9 +236,7 @@ private:
         std::optional<uint64_t> publish_ts;
     };
     static constexpr int kStageCapacity = 256;
-    static constexpr int kPrefetchDistance = 8;  // frames whose slot lines are requested ahead of the one being read
     void stage_descriptor(std::span<const uint8_t> message) noexcept;
-    void prefetch_frame(const StagedDescriptor& d) const noexcept;
     void on_descriptor(const StagedDescriptor& d, FrameHandler& handler);
     void on_progress(std::span<const uint8_t> message, ProgressHandler& handler);
     void on_control(std::span<const uint8_t> message, const transport::MessageInfo& info);
