@@ -191,6 +191,7 @@ private:
                        const FrameOptions& options) noexcept;
     PublishResult commit_prepared(uint64_t seq, const FrameOptions& options) noexcept;
     PublishResult send_descriptor(uint64_t seq, const FrameOptions& options) noexcept;
+    static constexpr uint64_t kPrefetchAheadFrames = 4;  // see prefetch_next_slot()
     void prefetch_next_slot() const noexcept;
     void start_progress(uint64_t seq, uint32_t length, const TensorShape& shape) noexcept;
     bool report_progress(uint64_t seq, uint64_t bytes_filled) noexcept;
