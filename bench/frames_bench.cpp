@@ -41,6 +41,8 @@ struct ConsumerShared {
     std::atomic<int> failed{0};
     std::atomic<int64_t> first_ns{0};
     std::atomic<int64_t> last_ns{0};
+    std::atomic<uint64_t> stalls{0};     // paced runs: loop turns longer than kStallNs while frames were published
+    std::atomic<int64_t> stalled_ns{0};  // and the time they took
     LatencyHistogram latency;
 };
 
@@ -77,6 +79,11 @@ bool intact(std::span<const std::byte> p, uint64_t seq) noexcept {
 }
 
 constexpr uint32_t kStream = 77;
+
+// A paced consumer's loop turn (a poll, sometimes a frame read or do_work) takes well under a microsecond; one that
+// takes longer than this was held up by the machine (an interrupt, a VM exit, the vCPU descheduled), and a frame
+// published meanwhile waits for it.
+constexpr int64_t kStallNs = 5'000;
 
 // One bench setup for the processes of the run and for the frame-cost baseline.
 struct Setup {
@@ -361,6 +368,11 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
                 if (f.publish_timestamp_ns()) me.latency.record(now - static_cast<int64_t>(*f.publish_timestamp_ns()));
             };
             uint64_t loops = 0;
+            // Paced runs time every loop turn while frames are published, to tell the machine's stalls from ours.
+            const bool time_turns = o.rate_hz > 0;
+            uint64_t stalls = 0;
+            int64_t stalled_ns = 0;
+            int64_t turn_start = monotonic_ns();
             while (s->stop.load(std::memory_order_relaxed) == 0) {
                 if ((++loops & 255) == 0 || me.ready.load(std::memory_order_relaxed) == 0) {
                     (*c)->do_work(monotonic_ns());
@@ -369,9 +381,20 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
                     me.drops_late.store((*c)->stats().drops_late, std::memory_order_relaxed);
                 }
                 (*c)->poll_frames(on_frame, 256);
+                if (time_turns) {
+                    const int64_t now = monotonic_ns();
+                    if (now - turn_start > kStallNs && s->go.load(std::memory_order_relaxed) == 1 &&
+                        s->publish_ns.load(std::memory_order_relaxed) == 0) {
+                        ++stalls;
+                        stalled_ns += now - turn_start;
+                    }
+                    turn_start = now;
+                }
             }
             me.drops_gap.store((*c)->stats().drops_gap);
             me.drops_late.store((*c)->stats().drops_late);
+            me.stalls.store(stalls);
+            me.stalled_ns.store(stalled_ns);
         }));
     }
     pids.push_back(fork_child([&] {
@@ -461,6 +484,8 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
             result.drops_gap += c.drops_gap.load();
             result.drops_late += c.drops_late.load();
             result.torn_accepted += c.torn_accepted.load();
+            result.consumer_stalls_per_s += static_cast<double>(c.stalls.load()) / secs / o.consumers;
+            result.consumer_stalled_percent += 100.0 * static_cast<double>(c.stalled_ns.load()) / 1e9 / secs / o.consumers;
             const auto snap = c.latency.snapshot();
             for (int k = 0; k < LatencyHistogram::kBuckets; ++k) all.counts[k] += snap.counts[k];
         }

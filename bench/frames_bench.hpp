@@ -40,6 +40,8 @@ struct FramesBenchResult {
     FrameCost handoff_cost;       // on the producer's and the first consumer's CPUs: with the cache-line traffic
                                   // (0 when not pinned)
     double steal_percent = 0;     // CPU time the hypervisor took while frames moved (/proc/stat steal)
+    double consumer_stalls_per_s = 0;     // paced runs: consumer loop turns held up > 5 us, per second (mean over
+    double consumer_stalled_percent = 0;  // consumers), and the share of the run they took; 0 when unpaced
     int64_t latency_p50_ns = 0;  // publish (after commit) -> accepted by a consumer
     int64_t latency_p99_ns = 0;
     int64_t latency_p999_ns = 0;

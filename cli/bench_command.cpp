@@ -98,6 +98,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                 {"gib_per_s", x.bytes_per_s / (1ull << 30)}, {"memcpy_gib_per_s", x.memcpy_bytes_per_s / (1ull << 30)},
                 {"ratio_to_memcpy", x.ratio_to_memcpy}, {"line_transfer_ns", x.line_transfer_ns},
                 {"steal_percent", x.steal_percent},
+                {"consumer_stalls", {{"per_s", x.consumer_stalls_per_s}, {"percent", x.consumer_stalled_percent}}},
                 {"frame_cost_ns", {{"producer", x.frame_cost.producer_ns}, {"consumer", x.frame_cost.consumer_ns}}},
                 {"handoff_cost_ns", {{"producer", x.handoff_cost.producer_ns}, {"consumer", x.handoff_cost.consumer_ns}}},
                 {"latency_ns", {{"p50", x.latency_p50_ns}, {"p99", x.latency_p99_ns}, {"p999", x.latency_p999_ns}}},
@@ -118,6 +119,11 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                         "consumer's; the hypervisor took %.1f%% of the CPU time (steal)\n",
                         x.frame_cost.producer_ns, x.frame_cost.consumer_ns, x.handoff_cost.producer_ns,
                         x.handoff_cost.consumer_ns, x.line_transfer_ns, x.steal_percent);
+            if (x.consumer_stalls_per_s > 0) {
+                std::printf("stalls: the consumer's loop was held up for more than 5 us %.0f times per second, %.2f%% of "
+                            "the run\n",
+                            x.consumer_stalls_per_s, x.consumer_stalled_percent);
+            }
         }
         if (x.torn_accepted != 0) exit_code = 1;
     });

@@ -37,6 +37,9 @@ TEST(BenchFrames, SmallFramesUnpacedRunWithItsBaselines) {
     auto r = bench::run_frames_bench(o);
     ASSERT_TRUE(r.ok()) << r.error().message();
     expect_a_real_run(*r, 64);
+    // Unpaced, a loop turn is a batch of frames: stalls are timed only in paced runs.
+    EXPECT_EQ(r->consumer_stalls_per_s, 0.0);
+    EXPECT_EQ(r->consumer_stalled_percent, 0.0);
 }
 
 TEST(BenchFrames, LargeFramesPacedRunRecordsLatency) {
@@ -49,4 +52,9 @@ TEST(BenchFrames, LargeFramesPacedRunRecordsLatency) {
     expect_a_real_run(*r, 256 * 1024);
     EXPECT_GT(r->latency_p50_ns, 0);
     EXPECT_LE(r->latency_p50_ns, r->latency_p99_ns);
+    EXPECT_GE(r->consumer_stalls_per_s, 0.0);
+    EXPECT_GE(r->consumer_stalled_percent, 0.0);
+    EXPECT_LE(r->consumer_stalled_percent, 100.0);
+    // A stall is longer than 5 us, so n stalls a second take at least n * 5 us of it.
+    EXPECT_GE(r->consumer_stalled_percent * 1e-2 * 1e9, r->consumer_stalls_per_s * 5'000.0 * 0.999);
 }
