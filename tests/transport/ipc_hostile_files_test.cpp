@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "../../src/transport/ipc/ipc_files.hpp"
 #include "../../src/transport/ipc/ipc_format.hpp"
@@ -117,6 +118,49 @@ TEST(IpcHostileFiles, ForeignPublisherLogIsNeverRead) {
     EXPECT_EQ(ipc_sub->image_count(), 0);
     EXPECT_EQ(ipc_sub->refused_images(), 1u);
     EXPECT_NE(ipc_sub->last_refusal().find("magic"), std::string::npos) << ipc_sub->last_refusal();
+}
+
+// A record word our writer never produces, written beyond the tail of a live log (the writer's header untouched),
+// after records that are fine: those are delivered once, the foreign one never, and every poll returns. The reader
+// used to resync back to the tail behind it and deliver the same records again on every turn, never returning
+// while it only met padding (found by fuzz_ipc_log).
+TEST(IpcHostileFiles, ForeignRecordAfterGoodOnesIsNeverReadTwice) {
+    BusRoot root;
+    TransportHub hub(root.options());
+    auto pub = hub.add_publication("ipc:foreign", 7);
+    ASSERT_TRUE(pub.ok());
+    auto sub = hub.add_subscription("ipc:foreign", 7);
+    ASSERT_TRUE(sub.ok()) << sub.error().message();
+    const std::vector<uint8_t> msg(8, 0x42);
+    ASSERT_TRUE((*pub)->offer(msg).ok());  // an image to join, and a tail past the first record
+    int seen = 0;
+    auto count = [&](std::span<const uint8_t>, const MessageInfo&) { ++seen; };
+    ASSERT_EQ((*sub)->poll(count, 16), 1);
+
+    const std::string path = root.path() + "/foreign/7/" + ipc::log_file_name((*pub)->session_id());
+    int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ipc::LogHeader h{};
+    ASSERT_EQ(::pread(fd, &h, sizeof h, 0), static_cast<ssize_t>(sizeof h));
+    // Two good data records (lap 0) then a padding record, then a word of type 9, all beyond the writer's tail.
+    std::vector<uint8_t> bytes;
+    auto record = [&](uint32_t length, uint32_t type, uint64_t seq) {
+        ipc::RecordHeader r{length, type, seq};  // lap 0 in the high bits of type_lap
+        const std::size_t at = bytes.size();
+        bytes.resize(at + ipc::record_bytes(length), 0x24);
+        std::memcpy(bytes.data() + at, &r, sizeof r);
+    };
+    record(8, ipc::kRecordData, 1);
+    record(8, ipc::kRecordData, 2);
+    record(16, ipc::kRecordPadding, 0);
+    record(8, 9, 3);
+    const auto at = static_cast<off_t>(ipc::kLogHeaderBytes + h.tail);
+    ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), at), static_cast<ssize_t>(bytes.size()));
+    ::close(fd);
+
+    seen = 0;
+    for (int i = 0; i < 5; ++i) (void)(*sub)->poll(count, 1024);
+    EXPECT_EQ(seen, 2) << "the two good records, once each";
 }
 
 }  // namespace

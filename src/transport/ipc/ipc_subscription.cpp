@@ -21,6 +21,12 @@ constexpr std::size_t kBatchBytes = 8 * 1024;
 uint64_t load_acquire(uint64_t* p) noexcept { return std::atomic_ref<uint64_t>(*p).load(std::memory_order_acquire); }
 uint64_t load_relaxed(uint64_t* p) noexcept { return std::atomic_ref<uint64_t>(*p).load(std::memory_order_relaxed); }
 
+// A position taken from the writer's header (tail, last_record) to read from. Our writer only ever stores record
+// boundaries, which are kRecordAlign-aligned; a corrupted or hostile header may hold anything, and reading record
+// words at a misaligned position would be undefined. Rounded down, the position is at worst inside a record, whose
+// bytes then fail the header-word checks like any other foreign data.
+uint64_t record_position(uint64_t p) noexcept { return p & ~uint64_t{kRecordAlign - 1}; }
+
 }  // namespace
 
 Result<std::unique_ptr<IpcSubscription>> IpcSubscription::create(std::shared_ptr<IpcStream> stream,
@@ -133,7 +139,7 @@ bool IpcSubscription::open_image(uint32_t i, uint64_t w, bool from_tail) noexcep
     // A publisher already attached when we joined: start at its tail (we see what comes after our join).
     // One that appeared later: everything it wrote came after our join, so read it from the start.
     if (from_tail) {
-        im.cursor = load_acquire(im.tail);
+        im.cursor = record_position(load_acquire(im.tail));
         im.join_time_ns = join_time_ns_;
     } else {
         im.cursor = 0;
@@ -148,10 +154,15 @@ bool IpcSubscription::open_image(uint32_t i, uint64_t w, bool from_tail) noexcep
 void IpcSubscription::resync(Image& im) noexcept {
     // Resume at the newest complete record (the freshest data is what a lapped reader wants), or at the tail
     // when the writer is between records. The copy-and-validate step still guards what is read from there.
-    const uint64_t tail = load_acquire(im.tail);
-    const uint64_t newest = load_acquire(im.last_record);
+    const uint64_t tail = record_position(load_acquire(im.tail));
+    const uint64_t newest = record_position(load_acquire(im.last_record));
     const uint64_t target = newest < tail && tail - newest <= im.term_bytes && newest > im.cursor ? newest : tail;
-    if (target > im.cursor) lost_bytes_ += target - im.cursor;
+    // Never back: everything behind the cursor was delivered or skipped already. Only a corrupted or hostile log
+    // has its tail behind a reader that must resync (at a foreign record word, or lapped by a write_limit the tail
+    // contradicts); going back to it re-delivered the same records for ever. Staying put, the reader waits at the
+    // record it cannot read and each poll returns at once.
+    if (target <= im.cursor) return;
+    lost_bytes_ += target - im.cursor;
     im.cursor = target;
     // next_seq stays: the first record read after the jump tells exactly how many messages were skipped.
 }
