@@ -133,6 +133,31 @@ TEST(IpcRegistry, SlotsLeftClaimingByKilledPublishersOrSweepersAreFreedAndLiveCl
     }, std::chrono::seconds(10))) << reg.busy_publisher_slots() << " busy publisher slots, " << root.count_files("pub-") << " logs";
 }
 
+// A closing publisher slot whose close time lies in the future (a corrupted or hostile registry; found by
+// fuzz_ipc_registry as a signed overflow) is freed one linger after the sweep first sees it. It used to stay
+// closing for ever, its age negative.
+TEST(IpcRegistry, AClosingSlotWithACloseTimeInTheFutureIsFreedOneLingerLater) {
+    BusRoot root;
+    const std::string dir = root.path() + "/future/" + std::to_string(kStream);
+    {
+        TransportHub hub(root.options());
+        ASSERT_TRUE(hub.add_subscription("ipc:future", kStream).ok());  // creates the registry
+    }
+    Registry reg(dir + "/registry");
+    ASSERT_TRUE(reg.ok());
+    reg.set(6, ipc::kSlotClosing, 1006, static_cast<uint64_t>(::getpid()));
+    std::atomic_ref<uint64_t>(reg.pub(6).close_time_ns).store(static_cast<uint64_t>(monotonic_ns()) + (uint64_t{1} << 62));
+
+    TransportHub hub(root.options());  // linger 200 ms
+    auto sub = hub.add_subscription("ipc:future", kStream);
+    ASSERT_TRUE(sub.ok());
+    EXPECT_EQ(reg.busy_publisher_slots(), 1u) << "freed before a linger had passed";
+    EXPECT_TRUE(test::wait_until([&] {
+        hub.do_work();
+        return reg.busy_publisher_slots() == 0;
+    }, std::chrono::seconds(10))) << "the slot stayed closing";
+}
+
 TEST(IpcRegistry, LogsOfPublishersKilledBeforeTheyRegisteredAreRemoved) {
     BusRoot root;
     const std::string dir = root.path() + "/orphans/" + std::to_string(kStream);
