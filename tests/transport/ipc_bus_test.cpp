@@ -249,6 +249,48 @@ TEST(IpcBus, PublisherKilledMidWriteLeavesOthersAndSubscribersWorking) {
     EXPECT_EQ(root.count_files("pub-"), 0u) << "stale publisher logs were not cleaned up";
 }
 
+// A publisher that dies inside a claim that did not fit before the wrap had already published the padding record
+// in front of it, but never the tail: a subscriber skips the padding and ends up past the tail for good. Its image
+// must still be dropped once the publisher is swept (it was kept for ever, found in review).
+TEST(IpcBus, PublisherKilledInsideAClaimAfterPaddingIsStillDropped) {
+    BusRoot root;
+    constexpr std::size_t kTerm = std::size_t{1} << 20;
+    const std::string channel = "ipc:padded";
+    TransportHub hub(root.options(kTerm));
+    auto sub = hub.add_subscription(channel, kStream);
+    ASSERT_TRUE(sub.ok()) << sub.error().message();
+    test::Barrier claimed(1);
+    pid_t victim = test::fork_child([&] {
+        TransportHub h(root.options(kTerm));
+        auto pub = h.add_publication(channel, kStream);
+        if (!pub) return test::child_fail(pub.error().message());
+        const std::vector<uint8_t> msg(48, 1);  // 64-byte records: the last one ends 192 bytes before the wrap
+        for (;;) {
+            const auto r = (*pub)->offer(msg);
+            if (!r.ok()) return test::child_fail("offer failed");
+            if (static_cast<std::size_t>(r.position()) >= kTerm - 192) break;
+        }
+        BufferClaim claim;
+        if (!(*pub)->try_claim(1000, claim).ok()) return test::child_fail("claim failed");  // 1016 > 192: padding
+        claimed.arrive();
+        ::kill(::getpid(), SIGKILL);
+        return 0;
+    });
+    ASSERT_TRUE(claimed.wait(20));
+    EXPECT_EQ(test::wait_child(victim, 20), ChildResult::killed(SIGKILL));
+
+    uint64_t delivered = 0;
+    auto count = [&](std::span<const uint8_t>, const MessageInfo&) { ++delivered; };
+    EXPECT_TRUE(test::wait_until([&] {
+        (void)(*sub)->poll(count, 100'000);
+        hub.do_work();
+        return (*sub)->image_count() == 0;
+    }, std::chrono::seconds(10))) << "the dead publisher's image was never dropped";
+    // Joined more than seven eighths of a ring behind, the subscriber resumed at the newest record, then met the
+    // padding.
+    EXPECT_GE(delivered, 1u);
+}
+
 TEST(IpcBus, LateSubscriberSeesOnlyLaterMessages) {
     BusRoot root;
     const std::string channel = "ipc:late";

@@ -23,9 +23,15 @@ uint64_t load_relaxed(uint64_t* p) noexcept { return std::atomic_ref<uint64_t>(*
 
 // A position taken from the writer's header (tail, last_record) to read from. Our writer only ever stores record
 // boundaries, which are kRecordAlign-aligned; a corrupted or hostile header may hold anything, and reading record
-// words at a misaligned position would be undefined. Rounded down, the position is at worst inside a record, whose
-// bytes then fail the header-word checks like any other foreign data.
-uint64_t record_position(uint64_t p) noexcept { return p & ~uint64_t{kRecordAlign - 1}; }
+// words at a misaligned position would be undefined. Rounded down, the position is at worst inside a record: its
+// bytes are then read as record words like any others, bounded and checked the same way (a hostile writer can
+// make them look like records, as it can make anything in its log look like records). A writer never reaches
+// 2^62 bytes (146 years at 1 TB/s); a header that claims it is corrupted, and reads as position 0, so positions
+// never wrap and MessageInfo::position stays positive.
+uint64_t record_position(uint64_t p) noexcept {
+    constexpr uint64_t kBeyondAnyWriter = uint64_t{1} << 62;
+    return p >= kBeyondAnyWriter ? 0 : p & ~uint64_t{kRecordAlign - 1};
+}
 
 }  // namespace
 
@@ -288,7 +294,9 @@ int IpcSubscription::poll(MessageHandler handler, int message_limit) noexcept {
     // Drop images of departed publishers once drained.
     for (std::size_t i = 0; i < images_.size();) {
         Image& im = images_[i];
-        if (im.retiring && load_acquire(im.tail) == im.cursor) {
+        // Drained: nothing left before the tail. The cursor may be past it for good: a publisher that died inside
+        // a claim had already published the padding before it, which the reader skips, but never its tail.
+        if (im.retiring && record_position(load_acquire(im.tail)) <= im.cursor) {
             drained_session_[im.slot] = im.session_id;
             images_[i] = std::move(images_.back());
             images_.pop_back();
