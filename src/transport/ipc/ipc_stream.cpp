@@ -144,12 +144,13 @@ int IpcStream::sweep_dead() noexcept {
         PublisherSlot& s = pubs_[i];
         switch (word_state(w)) {
             case kSlotClosing: {
-                // A close time after now is a corrupted or hostile registry's: restart the linger from now rather
-                // than keep the slot for ever (or compute a negative age).
+                // A close time after now is a corrupted or hostile registry's (or a slot closed since `now` was
+                // read): restart the linger from now rather than keep the slot for ever (or compute a negative
+                // age). Compare-and-swap, so a slot freed, claimed and closed again meanwhile keeps its own time.
                 std::atomic_ref<uint64_t> close_time(s.close_time_ns);
-                const uint64_t closed = close_time.load(std::memory_order_relaxed);
+                uint64_t closed = close_time.load(std::memory_order_relaxed);
                 if (closed > static_cast<uint64_t>(now)) {
-                    close_time.store(static_cast<uint64_t>(now), std::memory_order_relaxed);
+                    (void)close_time.compare_exchange_strong(closed, static_cast<uint64_t>(now), std::memory_order_relaxed);
                     break;
                 }
                 if (static_cast<uint64_t>(now) - closed >= static_cast<uint64_t>(linger_ns_) && free_publisher_slot(i, w)) {
