@@ -34,6 +34,11 @@ std::int64_t repeat_for(double seconds, Batch batch) {
 
 }  // namespace
 
+int usable_cpu_count() {
+    cpu_set_t allowed;
+    return usable_cpus(allowed);
+}
+
 void pin_to_cpu(int k) {
     cpu_set_t allowed;
     const int n = usable_cpus(allowed);

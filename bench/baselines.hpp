@@ -7,6 +7,9 @@
 
 namespace tensorpool::bench {
 
+// How many CPUs the calling thread may use.
+int usable_cpu_count();
+
 // Pins the calling thread to the k-th CPU it may use (k modulo their count); nothing when it may use fewer than
 // two. Keeps the producer and consumers off each other's cores: migrations show up as tens of microseconds.
 void pin_to_cpu(int k);

@@ -4,7 +4,11 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdio>
 
@@ -24,6 +28,21 @@ pid_t fork_child(Fn fn) {
         ::_exit(0);
     }
     return pid;
+}
+
+// Waits up to timeout_ms for a child to exit, then kills it (SIGKILL) and reaps it. True if it exited by itself
+// with status 0.
+inline bool reap_child(pid_t pid, int timeout_ms) {
+    int status = 0;
+    for (int i = 0; i < timeout_ms; ++i) {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (r < 0) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return false;
 }
 
 }  // namespace tensorpool::bench

@@ -114,11 +114,16 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                         static_cast<long long>(x.latency_p50_ns), static_cast<long long>(x.latency_p99_ns),
                         static_cast<long long>(x.latency_p999_ns), static_cast<unsigned long long>(x.drops_gap),
                         static_cast<unsigned long long>(x.drops_late), static_cast<unsigned long long>(x.torn_accepted));
-            std::printf("baselines: one thread costs %.0f ns/frame producing and %.0f ns/frame consuming; on two CPUs "
-                        "taking turns %.0f and %.0f ns/frame; a cache line takes %.0f ns from the producer's CPU to the "
-                        "consumer's; the hypervisor took %.1f%% of the CPU time (steal)\n",
-                        x.frame_cost.producer_ns, x.frame_cost.consumer_ns, x.handoff_cost.producer_ns,
-                        x.handoff_cost.consumer_ns, x.line_transfer_ns, x.steal_percent);
+            std::printf("baselines: one thread costs %.0f ns/frame producing and %.0f ns/frame consuming; ",
+                        x.frame_cost.producer_ns, x.frame_cost.consumer_ns);
+            if (x.handoff_cost.producer_ns > 0) {
+                std::printf("on two CPUs taking turns %.0f and %.0f ns/frame; a cache line takes %.0f ns from the "
+                            "producer's CPU to the consumer's; ",
+                            x.handoff_cost.producer_ns, x.handoff_cost.consumer_ns, x.line_transfer_ns);
+            } else {
+                std::printf("the two-CPU baselines need pinning and two CPUs; ");
+            }
+            std::printf("the hypervisor took %.1f%% of the CPU time (steal)\n", x.steal_percent);
             if (x.consumer_stalls_per_s > 0) {
                 std::printf("stalls: the consumer's loop was held up for more than 5 us %.0f times per second, %.2f%% of "
                             "the run\n",
