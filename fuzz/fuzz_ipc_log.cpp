@@ -8,8 +8,9 @@
 // it; afterwards everything the input wrote is put back, so every input starts from the same log.
 //
 // Input: byte 0 picks which header words the next 8-byte fields replace (bit 0 write_limit, bit 1 tail, bit 2
-// last_record, in that order); the rest is written over the ring from the subscriber's join position on, wrapping at
-// the end (records before the wrap carry lap 0, after it lap 1).
+// last_record, in that order) and, bit 3, whether the subscriber skips to the latest record after each poll; the
+// rest is written over the ring from the subscriber's join position on, wrapping at the end (records before the
+// wrap carry lap 0, after it lap 1). Each message must come at a later position than the one before.
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -121,11 +122,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     for (std::size_t i = 0; i < n; ++i) b.ring()[(start + i) & (kTermBytes - 1)] = data[at + i];
 
     std::vector<uint8_t> sink;
-    auto handler = [&](std::span<const uint8_t> m, const MessageInfo&) {
+    int64_t last_position = -1;
+    auto handler = [&](std::span<const uint8_t> m, const MessageInfo& info) {
         if (m.size() > b.max_message) __builtin_trap();  // a message larger than any the writer may send
-        sink.assign(m.begin(), m.end());                // every byte delivered is read: ASan checks the bounds
+        if (info.position <= last_position) __builtin_trap();  // delivered twice, or from behind
+        last_position = info.position;
+        sink.assign(m.begin(), m.end());  // every byte delivered is read (ASan checks the copy's bounds)
     };
-    for (int k = 0; k < 4; ++k) (void)(*sub)->poll(handler, 1024);
+    for (int k = 0; k < 4; ++k) {
+        (void)(*sub)->poll(handler, 1024);
+        if (which & 8) (void)(*sub)->skip_to_latest();
+    }
     sub->reset();
 
     // Put the log back as it was.

@@ -6,11 +6,14 @@
 //
 // Set up once: a bus under a private directory with its registry created the normal way. Each input is written
 // over the registry from byte 24 on (everything after the validated magic, version and slot counts), at an offset
-// of 64 * input[0] bytes; then a fresh hub subscribes, publishes, polls and sweeps. Afterwards the registry is put
+// of 64 * input[0] bytes, with every pid mapped to this process or a dead one; then a fresh hub subscribes, publishes,
+// polls and sweeps. Afterwards the registry is put
 // back as it was and any file the run left in the stream directory is removed, so every input starts alike.
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -38,11 +41,17 @@ struct Bus {
     TransportOptions options;
     uint8_t* registry = nullptr;
     std::vector<uint8_t> saved;
+    uint64_t self = static_cast<uint64_t>(::getpid());
+    uint64_t gone = 0;  // a child of ours that has exited and been reaped
 
     Bus() {
         char tmpl[] = "/dev/shm/tensorpool-fuzz-reg-XXXXXX";
         if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
         root = tmpl;
+        const pid_t child = ::fork();
+        if (child == 0) ::_exit(0);
+        ::waitpid(child, nullptr, 0);
+        gone = static_cast<uint64_t>(child);
         options.ipc_root = root;
         options.ipc_term_bytes = std::size_t{1} << 20;
         options.ipc_linger_ms = 0;
@@ -63,6 +72,22 @@ struct Bus {
     [[noreturn]] static void die(const char* what) {
         std::fprintf(stderr, "fuzz_ipc_registry setup: %s\n", what);
         std::abort();
+    }
+    // Pids decide which slots the sweep frees (kill(pid, 0)). Whatever the input wrote there is mapped to this
+    // process or to one known to be gone (by its lowest bit), so a run does not depend on what else runs here.
+    void pin_pids() {
+        auto map = [&](uint64_t v) { return (v & 1) != 0 ? self : gone; };
+        for (uint32_t i = 0; i < ipc::kPublisherSlots; ++i) {
+            auto* slot = reinterpret_cast<ipc::PublisherSlot*>(registry + sizeof(ipc::RegistryHeader) + i * sizeof(ipc::PublisherSlot));
+            slot->pid = map(slot->pid);
+        }
+        for (uint32_t i = 0; i < ipc::kSubscriberSlots; ++i) {
+            auto* slot = reinterpret_cast<ipc::SubscriberSlot*>(registry + sizeof(ipc::RegistryHeader) +
+                                                                ipc::kPublisherSlots * sizeof(ipc::PublisherSlot) +
+                                                                i * sizeof(ipc::SubscriberSlot));
+            if (slot->owner != 0) slot->owner = static_cast<uint32_t>(map(slot->owner));
+            slot->pid = map(slot->pid);
+        }
     }
     // Whatever a run created next to the registry (logs, temporary files) goes.
     void clean_stream_dir() {
@@ -86,6 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     const std::size_t offset = kFirstFuzzedByte + (std::size_t{data[0]} * 64) % (ipc::kRegistryBytes - kFirstFuzzedByte);
     const std::size_t n = std::min(size - 1, ipc::kRegistryBytes - offset);
     std::memcpy(b.registry + offset, data + 1, n);
+    b.pin_pids();
     {
         TransportHub hub(b.options);
         auto sub = hub.add_subscription("ipc:fz", kStream);
