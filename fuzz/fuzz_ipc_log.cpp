@@ -26,6 +26,7 @@
 
 #include "../src/transport/ipc/ipc_files.hpp"
 #include "../src/transport/ipc/ipc_format.hpp"
+#include "ipc_fuzz_setup.hpp"
 #include "tensorpool/transport/transport_hub.hpp"
 
 using namespace tensorpool;
@@ -46,34 +47,27 @@ struct Bus {
     std::size_t max_message = 0;
 
     Bus() {
-        char tmpl[] = "/dev/shm/tensorpool-fuzz-ipc-XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
-        root = tmpl;
+        root = fuzz::private_bus_dir("ipc");
         TransportOptions o;
         o.ipc_root = root;
         o.ipc_term_bytes = kTermBytes;
         hub = std::make_unique<TransportHub>(o);
         auto p = hub->add_publication("ipc:fuzz", kStream);
-        if (!p) die(p.error().message());
+        if (!p) fuzz::setup_failed(p.error().message());
         pub = std::move(*p);
         max_message = pub->max_message_length();
         // A subscriber must exist for offers to be taken; it leaves once the tail is where the inputs go.
         auto s = hub->add_subscription("ipc:fuzz", kStream);
-        if (!s) die(s.error().message());
+        if (!s) fuzz::setup_failed(s.error().message());
         const std::vector<uint8_t> msg(48, 0x5A);
         for (;;) {
             const auto r = pub->offer(msg);
-            if (!r.ok()) die("offer refused while filling the ring");
+            if (!r.ok()) fuzz::setup_failed("offer refused while filling the ring");
             if (static_cast<std::size_t>(r.position()) >= kTermBytes - 1024) break;
             (void)(*s)->poll([](std::span<const uint8_t>, const MessageInfo&) {}, 1 << 20);
         }
         const std::string path = root + "/fuzz/" + std::to_string(kStream) + "/" + ipc::log_file_name(pub->session_id());
-        FILE* f = std::fopen(path.c_str(), "r+");
-        if (f == nullptr) die("cannot open the log");
-        void* m = ::mmap(nullptr, ipc::kLogHeaderBytes + kTermBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fileno(f), 0);
-        std::fclose(f);
-        if (m == MAP_FAILED) die("cannot map the log");
-        log = static_cast<uint8_t*>(m);
+        log = fuzz::map_read_write(path, ipc::kLogHeaderBytes + kTermBytes);
         std::memcpy(&saved, log, sizeof saved);
         saved_ring.assign(ring(), ring() + kTermBytes);
     }
@@ -82,10 +76,6 @@ struct Bus {
         hub.reset();
         std::error_code ec;
         std::filesystem::remove_all(root, ec);
-    }
-    [[noreturn]] static void die(const char* what) {
-        std::fprintf(stderr, "fuzz_ipc_log setup: %s\n", what);
-        std::abort();
     }
     ipc::LogHeader* header() { return reinterpret_cast<ipc::LogHeader*>(log); }
     uint8_t* ring() { return log + ipc::kLogHeaderBytes; }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../src/transport/ipc/ipc_format.hpp"
+#include "ipc_fuzz_setup.hpp"
 #include "tensorpool/transport/transport_hub.hpp"
 
 using namespace tensorpool;
@@ -45,9 +46,7 @@ struct Bus {
     uint64_t gone = 0;  // a child of ours that has exited and been reaped
 
     Bus() {
-        char tmpl[] = "/dev/shm/tensorpool-fuzz-reg-XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
-        root = tmpl;
+        root = fuzz::private_bus_dir("reg");
         const pid_t child = ::fork();
         if (child == 0) ::_exit(0);
         ::waitpid(child, nullptr, 0);
@@ -58,20 +57,11 @@ struct Bus {
         {
             TransportHub hub(options);
             auto s = hub.add_subscription("ipc:fz", kStream);
-            if (!s) die(s.error().message());
+            if (!s) fuzz::setup_failed(s.error().message());
         }
         stream_dir = root + "/fz/" + std::to_string(kStream);
-        FILE* f = std::fopen((stream_dir + "/registry").c_str(), "r+");
-        if (f == nullptr) die("cannot open the registry");
-        void* m = ::mmap(nullptr, ipc::kRegistryBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fileno(f), 0);
-        std::fclose(f);
-        if (m == MAP_FAILED) die("cannot map the registry");
-        registry = static_cast<uint8_t*>(m);
+        registry = fuzz::map_read_write(stream_dir + "/registry", ipc::kRegistryBytes);
         saved.assign(registry, registry + ipc::kRegistryBytes);
-    }
-    [[noreturn]] static void die(const char* what) {
-        std::fprintf(stderr, "fuzz_ipc_registry setup: %s\n", what);
-        std::abort();
     }
     // Pids decide which slots the sweep frees (kill(pid, 0)). Whatever the input wrote there is mapped to this
     // process or to one known to be gone (by its lowest bit), so a run does not depend on what else runs here.
