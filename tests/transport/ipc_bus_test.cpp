@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../src/transport/ipc/ipc_format.hpp"
 #include "tensorpool/common/clock.hpp"
 #include "tensorpool/transport/transport_hub.hpp"
 #include "transport_test_support.hpp"
@@ -418,6 +419,90 @@ TEST(IpcBus, ClaimCommitDeliversAndAbortDeliversNothing) {
     poll_until(**sub, h, [&] { return got.size() == 2; }, 5);
     EXPECT_EQ(got, (std::vector<std::string>{"0123456789", "xyz"}));
     EXPECT_EQ((*sub)->lost_messages(), 0u) << "aborted claims consume no sequence number";
+}
+
+// A reader that keeps up waits at the tail, where the ring still holds the last lap's bytes. When those are message
+// bytes (records of the two laps start at different places), nothing stops them looking like a record header of the
+// current lap: an application's payload can hold any 8 bytes. A reader that took them for a record delivered
+// garbage and then sat inside a record for good, on that image and every later message of it (a fuzz run found a
+// consumer deaf to the control stream this way). The writer now marks where its next record goes before
+// publishing the one in front of it, on every path: offer, a committed and an aborted claim, padding at the wrap.
+TEST(IpcBus, PayloadBytesOfTheLastLapAreNeverReadAsARecord) {
+    BusRoot root;
+    const std::string channel = "ipc:mimic?term-length=1m";
+    constexpr std::size_t kTerm = std::size_t{1} << 20;
+    TransportHub hub(root.options());
+    auto sub = hub.add_subscription(channel, kStream);
+    auto pub = hub.add_publication(channel, kStream);
+    ASSERT_TRUE(sub.ok() && pub.ok());
+    // Payloads made of nothing but the header word of an 8-byte message of laps 1 and 2, alternately: wherever a
+    // record of those laps starts inside one, the reader finds a well-formed header of its own lap there.
+    std::vector<uint8_t> mimic(1000);
+    for (std::size_t i = 0; i + 8 <= mimic.size(); i += 8) {
+        const uint64_t w = ipc::record_word(8, ipc::kRecordData, 1 + (i / 8) % 2);
+        std::memcpy(mimic.data() + i, &w, 8);
+    }
+    uint64_t mimics = 0, next = 0, wrong = 0;
+    auto handler = [&](std::span<const uint8_t> m, const MessageInfo&) {
+        TestMessage t;
+        if (m.size() == mimic.size() && std::memcmp(m.data(), mimic.data(), m.size()) == 0) {
+            ++mimics;
+        } else if (TestMessage::parse(m, t) && t.counter == next) {
+            ++next;
+        } else {
+            ++wrong;
+        }
+    };
+    // Offers one message, then reads until the subscriber is at the tail, and once more there.
+    uint64_t position = 0, offered_tests = 0, offered_mimics = 0, extra = 0;
+    auto step = [&](auto&& publish) {
+        position = publish();
+        for (int i = 0; i < 4 && (*sub)->poll(handler, 16) != 0; ++i) {
+        }
+        extra += static_cast<uint64_t>((*sub)->poll(handler, 16));  // nothing can be there: we are at the tail
+    };
+    auto offer_mimic = [&] { ++offered_mimics; return static_cast<uint64_t>((*pub)->offer(mimic).position()); };
+    auto offer_test = [&](std::size_t size) {
+        return [&, size] {
+            return static_cast<uint64_t>((*pub)->offer(TestMessage::make(0, offered_tests++, size)).position());
+        };
+    };
+    // Lap 0 of mimics; laps 1 and 2 of 64-byte messages (80-byte records), every path of the writer on the way.
+    while (position < kTerm) step(offer_mimic);
+    uint64_t round = 0;
+    while (position < 3 * kTerm) {
+        switch (round++ % 4) {
+            case 0: step(offer_test(64)); break;
+            case 1: step([&] {  // committed claim
+                        BufferClaim c;
+                        const uint64_t at = static_cast<uint64_t>((*pub)->try_claim(64, c).position());
+                        const auto m = TestMessage::make(0, offered_tests++, 64);
+                        std::memcpy(c.data(), m.data(), m.size());
+                        c.commit();
+                        return at;
+                    });
+                    break;
+            case 2: step([&] {  // aborted claim: padding of a record's size
+                        BufferClaim c;
+                        const uint64_t at = static_cast<uint64_t>((*pub)->try_claim(48, c).position());
+                        c.abort();
+                        return at;
+                    });
+                    break;
+            default:
+                if (position < 2 * kTerm && position > 2 * kTerm - 4096) {
+                    step(offer_mimic);  // near the wrap: a mimic record that needs padding before it
+                } else {
+                    step(offer_test(64));
+                }
+                break;
+        }
+    }
+    EXPECT_EQ(wrong, 0u) << "bytes that were no record of this lap were delivered as messages";
+    EXPECT_EQ(extra, 0u) << "a poll at the tail delivered something";
+    EXPECT_EQ(next, offered_tests) << "the subscriber stopped reading after a false record";
+    EXPECT_EQ(mimics, offered_mimics);
+    EXPECT_EQ((*sub)->lost_messages(), 0u);
 }
 
 }  // namespace

@@ -88,7 +88,9 @@ inline constexpr std::size_t kLogHeaderBytes = sizeof(LogHeader);
 // Each record: this header, then `length` bytes, padded to kRecordAlign. A padding record fills the end of
 // the ring when the next record would not fit before the wrap. The first word (length, type, lap) is stored
 // last, with release: a reader that loads it with acquire and finds the lap of the position it reads at sees
-// the whole record. A word of an older lap (or zero) means "not written yet".
+// the whole record. A word of an older lap (or zero) means "not written yet". Before publishing a record, the
+// writer zeroes the word where the next one will start (and where padding sends the reader): a reader waiting
+// there would otherwise meet the last lap's bytes, message bytes that may look like a header of this lap.
 struct RecordHeader {
     uint32_t length;            // payload bytes (for padding: bytes after this header up to the wrap)
     uint32_t type_lap;          // RecordType in the low 8 bits, the record's lap (mod 2^24) in the high 24

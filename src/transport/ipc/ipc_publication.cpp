@@ -101,12 +101,14 @@ std::size_t IpcPublication::begin_record(std::size_t record) noexcept {
     const std::size_t to_end = term_bytes_ - index;
     const std::size_t pad = record > to_end ? to_end : 0;
     pending_ = position_ + pad + record;
-    if (pending_ > limit_) {
+    // >=: the limit also covers the word end_record() marks at pending_.
+    if (pending_ >= limit_) {
         limit_ = pending_ + write_limit_step(term_bytes_);
         std::atomic_ref<uint64_t>(*write_limit_).store(limit_, std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_release);
     }
     if (pad != 0) {
+        mark_unwritten(0);  // where the padding sends the reader (see end_record)
         store_word(ring_ + index, record_word(static_cast<uint32_t>(pad - kRecordHeaderBytes), kRecordPadding,
                                               lap_of(position_)), std::memory_order_release);
         index = 0;
@@ -116,6 +118,12 @@ std::size_t IpcPublication::begin_record(std::size_t record) noexcept {
 }
 
 void IpcPublication::end_record(std::size_t index, uint64_t word) noexcept {
+    // A reader that keeps up reads the word at pending_ next, and finds there the last lap's bytes: message bytes,
+    // wherever the records of the two laps start at different places, and those can look like a header of this
+    // lap (an application's payload may hold any 8 bytes). Read as a record, they were delivered as a message and
+    // left the reader inside a record for good. So that word turns into "not written" before this record is
+    // published (the release below orders it first).
+    mark_unwritten(static_cast<std::size_t>(pending_) & (term_bytes_ - 1));
     store_word(ring_ + index, word, std::memory_order_release);
     position_ = pending_;
     std::atomic_ref<uint64_t>(*last_record_).store(record_start_, std::memory_order_relaxed);

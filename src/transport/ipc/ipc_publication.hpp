@@ -4,13 +4,15 @@
 //   1. if the record would end beyond write_limit, raise write_limit an eighth of a ring past it (relaxed store,
 //      then a release fence, so no byte of the record can become visible before it);
 //   2. write the record's seq word and payload (a padding record first if the ring wraps);
-//   3. store the record's first header word (length, type, lap) with release: now readers see the record;
+//   3. zero the word where the next record will start (a reader waits there, on the last lap's bytes), then
+//      store the record's first header word (length, type, lap) with release: now readers see the record;
 //   4. last_record and tail, for readers that join, resync or drain.
 // A reader that copied bytes at position p knows they were intact if write_limit <= p + term afterwards.
 // Nothing waits for a reader: a slow reader is overwritten and counts the loss. Use a publication from one
 // thread at a time.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -43,6 +45,10 @@ private:
     std::size_t begin_record(std::size_t record) noexcept;
     // Steps 3 and 4: publishes the record begun at ring index `index` with this first header word.
     void end_record(std::size_t index, uint64_t word) noexcept;
+    // Zero at the ring index where the next record starts: a word no record has ("not written yet").
+    void mark_unwritten(std::size_t index) noexcept {
+        std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(ring_ + index)).store(0, std::memory_order_relaxed);
+    }
     uint64_t lap_of(uint64_t position) const noexcept { return position >> term_shift_; }
 
     static void commit_claim(BufferClaim& c) noexcept;
