@@ -59,7 +59,9 @@ Result<MappedRegion> map_region(std::string_view uri_or_path, const AllowedDirs&
         return e;
     }
 
-    auto mapping = Mapping::map(opened->fd.get(), static_cast<std::size_t>(sb.min_file_bytes()), MapMode::read_only);
+    // Populated now, validated first: the first lap of frames would otherwise page-fault on every page it reads.
+    auto mapping = Mapping::map(opened->fd.get(), static_cast<std::size_t>(sb.min_file_bytes()), MapMode::read_only,
+                                MapOptions{.populate = true});
     if (!mapping) {
         Error e = mapping.error();
         e.prefix("region '%s': ", path.c_str());

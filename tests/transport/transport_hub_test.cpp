@@ -40,11 +40,16 @@ TEST(TransportHub, MalformedIpcChannelsAreRejected) {
             EXPECT_NE(std::string(r.error().message()).find(c), std::string::npos) << r.error().message();
         }
     }
-    auto ok = ipc::parse_ipc_channel("ipc:cam-0.main?term-length=16m|prefault=true");
+    auto ok = ipc::parse_ipc_channel("ipc:cam-0.main?term-length=16m|prefault=false");
     ASSERT_TRUE(ok.ok()) << ok.error().message();
     EXPECT_EQ(ok->bus, "cam-0.main");
     EXPECT_EQ(ok->term_bytes, std::size_t{16} << 20);
-    EXPECT_TRUE(ok->prefault);
+    EXPECT_FALSE(ok->prefault);
+    // By default a publisher faults its whole log in at creation, not a page at a time in its first lap.
+    auto plain = ipc::parse_ipc_channel("ipc:cam-0.main");
+    ASSERT_TRUE(plain.ok()) << plain.error().message();
+    EXPECT_TRUE(plain->prefault);
+    EXPECT_EQ(plain->term_bytes, 0u);
 }
 
 TEST(TransportHub, TermLengthMustBeAPowerOfTwoOfAtLeastOneMiB) {

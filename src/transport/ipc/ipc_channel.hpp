@@ -1,5 +1,5 @@
-// The ipc channel URI: `ipc:<bus>[?term-length=<size>][|prefault=true|false]`, sizes in bytes or with a k/m/g
-// suffix (powers of 1024), parameters separated by '|' as in Aeron URIs.
+// The ipc channel URI: `ipc:<bus>[?term-length=<size>][|prefault=true|false]` (prefault: default true), sizes in
+// bytes or with a k/m/g suffix (powers of 1024), parameters separated by '|' as in Aeron URIs.
 #pragma once
 
 #include <cstddef>
@@ -13,7 +13,9 @@ namespace tensorpool::transport::ipc {
 struct IpcChannel {
     std::string bus;
     std::size_t term_bytes = 0;  // 0: the transport's default
-    bool prefault = false;
+    // The publisher touches every page of its log when it creates it (8 MiB by default: a few milliseconds then),
+    // so that its first lap takes no page fault per page on the hot path.
+    bool prefault = true;
 };
 
 Result<IpcChannel> parse_ipc_channel(std::string_view channel);
