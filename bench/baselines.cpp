@@ -1,10 +1,14 @@
 #include "baselines.hpp"
 
 #include <sched.h>
+#include <sys/resource.h>
 
 #include <atomic>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -131,6 +135,57 @@ CpuTimes read_cpu_times() {
 double steal_percent(const CpuTimes& before, const CpuTimes& after) {
     if (after.total <= before.total) return 0;
     return 100.0 * static_cast<double>(after.steal - before.steal) / static_cast<double>(after.total - before.total);
+}
+
+std::vector<std::uint64_t> parse_interrupts_per_cpu(std::string_view text) {
+    // "           CPU0       CPU1\n  0:         35          0   IO-APIC   2-edge      timer\n ... LOC:  2168  1418 ..."
+    auto next_line = [&text]() {
+        const std::size_t end = text.find('\n');
+        std::string_view line = text.substr(0, end);
+        text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+        return line;
+    };
+    std::size_t cpus = 0;
+    for (std::string_view header = next_line(); header.find("CPU") != std::string_view::npos;) {
+        ++cpus;
+        header = header.substr(header.find("CPU") + 3);
+    }
+    std::vector<std::uint64_t> per_cpu(cpus, 0);
+    while (cpus != 0 && !text.empty()) {
+        std::string_view line = next_line();
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos) continue;
+        std::string_view name = line.substr(0, colon);
+        while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+        if (name == "ERR" || name == "MIS") continue;  // one count for the whole machine
+        line.remove_prefix(colon + 1);
+        std::vector<std::uint64_t> counts;
+        while (counts.size() < cpus) {
+            while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+            std::uint64_t v = 0;
+            const auto [ptr, ec] = std::from_chars(line.data(), line.data() + line.size(), v);
+            if (ec != std::errc() || (ptr != line.data() + line.size() && *ptr != ' ')) break;
+            counts.push_back(v);
+            line.remove_prefix(static_cast<std::size_t>(ptr - line.data()));
+        }
+        if (counts.size() != cpus) continue;  // not a line of per-CPU counts
+        for (std::size_t c = 0; c < cpus; ++c) per_cpu[c] += counts[c];
+    }
+    return per_cpu;
+}
+
+std::vector<std::uint64_t> read_interrupts_per_cpu() {
+    std::ifstream in("/proc/interrupts");
+    if (!in) return {};
+    std::ostringstream text;
+    text << in.rdbuf();
+    return parse_interrupts_per_cpu(text.str());
+}
+
+KernelEvents thread_kernel_events() {
+    struct rusage ru {};
+    if (::getrusage(RUSAGE_THREAD, &ru) != 0) return {};
+    return {static_cast<std::uint64_t>(ru.ru_nivcsw), static_cast<std::uint64_t>(ru.ru_minflt + ru.ru_majflt)};
 }
 
 }  // namespace tensorpool::bench

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
+#include <vector>
 
 namespace tensorpool::bench {
 
@@ -33,5 +35,20 @@ struct CpuTimes {
 };
 CpuTimes read_cpu_times();
 double steal_percent(const CpuTimes& before, const CpuTimes& after);
+
+// Interrupts each CPU has taken since boot, summed over the sources of /proc/interrupts (index: CPU number as the
+// header names it, CPU0 first). Lines with one count for the whole machine (ERR, MIS) are left out. Empty when the
+// text has no CPU header. A stall of a pinned loop that its CPU's interrupts cannot account for happened outside
+// this kernel: on a virtual machine, the hypervisor.
+std::vector<std::uint64_t> parse_interrupts_per_cpu(std::string_view proc_interrupts);
+std::vector<std::uint64_t> read_interrupts_per_cpu();  // of this machine, now; empty if unreadable
+
+// What the kernel did to the calling thread since it started, besides interrupts: involuntary context switches
+// (another task took its CPU) and page faults.
+struct KernelEvents {
+    std::uint64_t preemptions = 0;
+    std::uint64_t page_faults = 0;
+};
+KernelEvents thread_kernel_events();
 
 }  // namespace tensorpool::bench

@@ -43,6 +43,9 @@ struct ConsumerShared {
     std::atomic<int64_t> last_ns{0};
     std::atomic<uint64_t> stalls{0};     // paced runs: loop turns longer than kStallNs while frames were published
     std::atomic<int64_t> stalled_ns{0};  // and the time they took
+    std::atomic<uint64_t> preemptions{0};  // paced runs: times the scheduler took its CPU while frames were published
+    std::atomic<uint64_t> page_faults{0};  // and the page faults it took meanwhile
+    std::atomic<int> cpu{-1};              // the CPU it is pinned to, or -1
     LatencyHistogram latency;
 };
 
@@ -348,8 +351,11 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
     std::vector<pid_t> pids;
     for (int i = 0; i < o.consumers; ++i) {
         pids.push_back(fork_child([&, i] {
-            if (o.pin) pin_to_cpu(1 + i);
             ConsumerShared& me = s->consumers[i];
+            if (o.pin && usable_cpu_count() >= 2) {
+                pin_to_cpu(1 + i);
+                me.cpu.store(::sched_getcpu());
+            }
             transport::TransportHub hub(topt);
             auto c = client::Consumer::create(hub, setup.consumer());
             if (!c) {
@@ -374,8 +380,26 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
             const bool time_turns = o.rate_hz > 0;
             uint64_t stalls = 0;
             int64_t stalled_ns = 0;
+            // The kernel's doings over the same window as the stalls: from the first turn with frames coming to the
+            // first turn after the last was published.
+            enum class Window { before, open, closed } window = Window::before;
+            KernelEvents at_open;
             int64_t turn_start = monotonic_ns();
             while (s->stop.load(std::memory_order_relaxed) == 0) {
+                if (time_turns && window != Window::closed) {
+                    const bool publishing = s->go.load(std::memory_order_relaxed) == 1 &&
+                                            s->publish_ns.load(std::memory_order_relaxed) == 0;
+                    if (window == Window::before && publishing) {
+                        at_open = thread_kernel_events();
+                        window = Window::open;
+                        turn_start = monotonic_ns();
+                    } else if (window == Window::open && !publishing) {
+                        const KernelEvents at_close = thread_kernel_events();
+                        me.preemptions.store(at_close.preemptions - at_open.preemptions);
+                        me.page_faults.store(at_close.page_faults - at_open.page_faults);
+                        window = Window::closed;
+                    }
+                }
                 if ((++loops & 255) == 0 || me.ready.load(std::memory_order_relaxed) == 0) {
                     (*c)->do_work(monotonic_ns());
                     me.ready.store((*c)->state() == client::MappingState::mapped ? 1 : 0, std::memory_order_relaxed);
@@ -462,9 +486,14 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
                                                 : Error(Errc::io, "bench frames: consumers did not map the regions in 20 s");
     }
     const CpuTimes cpu_before = read_cpu_times();
+    const std::vector<uint64_t> irq_before = read_interrupts_per_cpu();
     s->go.store(1);
+    // One long sleep for the run, then short ones: each wake-up of this process takes a CPU from the producer or a
+    // consumer for a moment, and shows in the latency tail.
+    if (status.ok()) std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
     while (status.ok() && s->publish_ns.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     result.steal_percent = steal_percent(cpu_before, read_cpu_times());
+    const std::vector<uint64_t> irq_after = read_interrupts_per_cpu();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the consumers drain
     s->stop.store(1);
     for (pid_t pid : pids) (void)reap_child(pid, 3000);
@@ -484,6 +513,14 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
             result.torn_accepted += c.torn_accepted.load();
             result.consumer_stalls_per_s += static_cast<double>(c.stalls.load()) / secs / o.consumers;
             result.consumer_stalled_percent += 100.0 * static_cast<double>(c.stalled_ns.load()) / 1e9 / secs / o.consumers;
+            result.consumer_preemptions_per_s += static_cast<double>(c.preemptions.load()) / secs / o.consumers;
+            result.consumer_page_faults_per_s += static_cast<double>(c.page_faults.load()) / secs / o.consumers;
+            const int cpu = c.cpu.load();
+            if (o.rate_hz > 0 && cpu >= 0 && static_cast<std::size_t>(cpu) < irq_before.size() &&
+                irq_after.size() == irq_before.size()) {
+                const double irqs = static_cast<double>(irq_after[cpu] - irq_before[cpu]) / secs;
+                result.consumer_cpu_interrupts_per_s = (i == 0 ? 0.0 : result.consumer_cpu_interrupts_per_s) + irqs / o.consumers;
+            }
             const auto snap = c.latency.snapshot();
             for (int k = 0; k < LatencyHistogram::kBuckets; ++k) all.counts[k] += snap.counts[k];
         }

@@ -42,6 +42,13 @@ struct FramesBenchResult {
     double steal_percent = 0;     // CPU time the hypervisor took while frames moved (/proc/stat steal)
     double consumer_stalls_per_s = 0;     // paced runs: consumer loop turns held up > 5 us, per second (mean over
     double consumer_stalled_percent = 0;  // consumers), and the share of the run they took; 0 when unpaced
+    // What of those stalls this kernel saw, per second over the same window (paced runs): the consumers' preemptions
+    // by the scheduler, their page faults, and the interrupts their CPUs took (-1 when the consumers are not pinned:
+    // CPU unknown). The stalls none of these can account for happened outside this kernel (on a virtual machine, the
+    // hypervisor).
+    double consumer_preemptions_per_s = 0;
+    double consumer_page_faults_per_s = 0;
+    double consumer_cpu_interrupts_per_s = -1;
     int64_t latency_p50_ns = 0;  // publish (after commit) -> accepted by a consumer
     int64_t latency_p99_ns = 0;
     int64_t latency_p999_ns = 0;

@@ -98,7 +98,13 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                 {"gib_per_s", x.bytes_per_s / (1ull << 30)}, {"memcpy_gib_per_s", x.memcpy_bytes_per_s / (1ull << 30)},
                 {"ratio_to_memcpy", x.ratio_to_memcpy}, {"line_transfer_ns", x.line_transfer_ns},
                 {"steal_percent", x.steal_percent},
-                {"consumer_stalls", {{"per_s", x.consumer_stalls_per_s}, {"percent", x.consumer_stalled_percent}}},
+                {"consumer_stalls",
+                 {{"per_s", x.consumer_stalls_per_s},
+                  {"percent", x.consumer_stalled_percent},
+                  {"preemptions_per_s", x.consumer_preemptions_per_s},
+                  {"page_faults_per_s", x.consumer_page_faults_per_s},
+                  {"cpu_interrupts_per_s", x.consumer_cpu_interrupts_per_s < 0 ? nlohmann::ordered_json(nullptr)
+                                                                               : nlohmann::ordered_json(x.consumer_cpu_interrupts_per_s)}}},
                 {"frame_cost_ns", {{"producer", x.frame_cost.producer_ns}, {"consumer", x.frame_cost.consumer_ns}}},
                 {"handoff_cost_ns", {{"producer", x.handoff_cost.producer_ns}, {"consumer", x.handoff_cost.consumer_ns}}},
                 {"latency_ns", {{"p50", x.latency_p50_ns}, {"p99", x.latency_p99_ns}, {"p999", x.latency_p999_ns}}},
@@ -126,8 +132,19 @@ void add_bench_command(CLI::App& app, int& exit_code) {
             std::printf("the hypervisor took %.1f%% of the CPU time (steal)\n", x.steal_percent);
             if (x.consumer_stalls_per_s > 0) {
                 std::printf("stalls: the consumer's loop was held up for more than 5 us %.0f times per second, %.2f%% of "
-                            "the run\n",
-                            x.consumer_stalls_per_s, x.consumer_stalled_percent);
+                            "the run; meanwhile the scheduler preempted it %.0f times per second, it took %.0f page faults "
+                            "per second",
+                            x.consumer_stalls_per_s, x.consumer_stalled_percent, x.consumer_preemptions_per_s,
+                            x.consumer_page_faults_per_s);
+                if (x.consumer_cpu_interrupts_per_s >= 0) {
+                    // Each interrupt, preemption or fault can account for one stall at most: the rest came from outside.
+                    const double seen =
+                        x.consumer_cpu_interrupts_per_s + x.consumer_preemptions_per_s + x.consumer_page_faults_per_s;
+                    std::printf(" and its CPU took %.0f interrupts per second: at least %.0f stalls per second came from "
+                                "outside this kernel (the hypervisor)",
+                                x.consumer_cpu_interrupts_per_s, x.consumer_stalls_per_s > seen ? x.consumer_stalls_per_s - seen : 0.0);
+                }
+                std::printf("\n");
             }
         }
         if (x.torn_accepted != 0) exit_code = 1;

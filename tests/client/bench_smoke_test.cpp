@@ -3,6 +3,9 @@
 // what is asserted is that the run measured something real.
 #include <gtest/gtest.h>
 
+#include <vector>
+
+#include "baselines.hpp"
 #include "frames_bench.hpp"
 
 using namespace tensorpool;
@@ -57,4 +60,23 @@ TEST(BenchFrames, LargeFramesPacedRunRecordsLatency) {
     EXPECT_LE(r->consumer_stalled_percent, 100.0);
     // A stall is longer than 5 us, so n stalls a second take at least n * 5 us of it.
     EXPECT_GE(r->consumer_stalled_percent * 1e-2 * 1e9, r->consumer_stalls_per_s * 5'000.0 * 0.999);
+    EXPECT_GE(r->consumer_preemptions_per_s, 0.0);
+    EXPECT_GE(r->consumer_page_faults_per_s, 0.0);
+    // Pinned (the default, on two CPUs): the consumer's CPU is known, and a busy CPU takes timer interrupts.
+    EXPECT_GT(r->consumer_cpu_interrupts_per_s, 0.0) << "the interrupts of the consumer's CPU were not counted";
+}
+
+TEST(BenchFrames, InterruptsAreCountedPerCpuFromProcInterrupts) {
+    const char* text =
+        "           CPU0       CPU1       \n"
+        "  0:         35          0   IO-APIC   2-edge      timer\n"
+        "  4:          0       1200   IO-APIC   4-edge      ttyS0\n"
+        "NMI:          0          0   Non-maskable interrupts\n"
+        "LOC:       2168       1418   Local timer interrupts\n"
+        "ERR:          7\n"
+        "MIS:          0\n";
+    EXPECT_EQ(bench::parse_interrupts_per_cpu(text), (std::vector<uint64_t>{35 + 2168, 1200 + 1418}));
+    EXPECT_TRUE(bench::parse_interrupts_per_cpu("no header\n 0: 1 2\n").empty());
+    const auto here = bench::read_interrupts_per_cpu();
+    EXPECT_GE(here.size(), 1u) << "/proc/interrupts of this machine did not parse";
 }
