@@ -59,9 +59,7 @@ Result<MappedRegion> map_region(std::string_view uri_or_path, const AllowedDirs&
         return e;
     }
 
-    // Populated now, validated first: the first lap of frames would otherwise page-fault on every page it reads.
-    auto mapping = Mapping::map(opened->fd.get(), static_cast<std::size_t>(sb.min_file_bytes()), MapMode::read_only,
-                                MapOptions{.populate = true});
+    auto mapping = Mapping::map(opened->fd.get(), static_cast<std::size_t>(sb.min_file_bytes()), MapMode::read_only);
     if (!mapping) {
         Error e = mapping.error();
         e.prefix("region '%s': ", path.c_str());
@@ -75,6 +73,8 @@ Result<MappedRegion> map_region(std::string_view uri_or_path, const AllowedDirs&
                              "next announce", path.c_str());
     }
 
+    // Validated, now populated: the first lap of frames would otherwise take a page fault on every page it reads.
+    mapping->prefault();
     MappedRegion out;
     out.mapping_ = std::move(*mapping);
     out.sb_ = sb;

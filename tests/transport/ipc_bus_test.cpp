@@ -435,11 +435,14 @@ TEST(IpcBus, PayloadBytesOfTheLastLapAreNeverReadAsARecord) {
     auto sub = hub.add_subscription(channel, kStream);
     auto pub = hub.add_publication(channel, kStream);
     ASSERT_TRUE(sub.ok() && pub.ok());
-    // Payloads made of nothing but the header word of an 8-byte message of laps 1 and 2, alternately: wherever a
-    // record of those laps starts inside one, the reader finds a well-formed header of its own lap there.
+    // Payloads made of nothing but header words of an 8-byte message. Records start 16-byte aligned, as payloads
+    // do, so the words at even offsets are the ones a record start can fall on: there, lap 1's and lap 2's header
+    // words take turns (in the odd ones, lap 1's). Wherever a record of laps 1 or 2 starts inside a mimic of the lap
+    // before, the reader may find a well-formed header of its own lap.
     std::vector<uint8_t> mimic(1000);
     for (std::size_t i = 0; i + 8 <= mimic.size(); i += 8) {
-        const uint64_t w = ipc::record_word(8, ipc::kRecordData, 1 + (i / 8) % 2);
+        const uint64_t lap = (i / 8) % 2 == 0 ? 1 + (i / 16) % 2 : 1;
+        const uint64_t w = ipc::record_word(8, ipc::kRecordData, lap);
         std::memcpy(mimic.data() + i, &w, 8);
     }
     uint64_t mimics = 0, next = 0, wrong = 0;

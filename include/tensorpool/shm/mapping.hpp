@@ -50,7 +50,9 @@ public:
 
     // Locks the pages in RAM (mlock) so a frame never waits on a page-in. Needs RLIMIT_MEMLOCK headroom.
     Status lock() const;
-    // Touches every page so all are resident before the first frame (prefault without MAP_POPULATE).
+    // Makes every page resident and mapped before the first frame, for a mapping already made (and, for a file
+    // from elsewhere, validated) without MAP_POPULATE: madvise(MADV_POPULATE_*), or touching every page where the
+    // kernel has no such advice.
     void prefault() const noexcept;
     void reset() noexcept;
 

@@ -108,7 +108,9 @@ std::size_t IpcPublication::begin_record(std::size_t record) noexcept {
         std::atomic_thread_fence(std::memory_order_release);
     }
     if (pad != 0) {
-        mark_unwritten(0);  // where the padding sends the reader (see end_record)
+        // Where the padding sends the reader. That word is the last lap's first record header, which no reader
+        // takes for this lap's, so this only keeps the rule without exception: every record start is zeroed first.
+        mark_unwritten(0);
         store_word(ring_ + index, record_word(static_cast<uint32_t>(pad - kRecordHeaderBytes), kRecordPadding,
                                               lap_of(position_)), std::memory_order_release);
         index = 0;

@@ -1,7 +1,7 @@
 // A publisher on the ipc bus: the single writer of its own ring (pub-<session>.log).
 //
 // Write protocol per record (readers validate against it, ipc_subscription.cpp):
-//   1. if the record would end beyond write_limit, raise write_limit an eighth of a ring past it (relaxed store,
+//   1. if the record would end at or beyond write_limit, raise write_limit an eighth of a ring past it (relaxed store,
 //      then a release fence, so no byte of the record can become visible before it);
 //   2. write the record's seq word and payload (a padding record first if the ring wraps);
 //   3. zero the word where the next record will start (a reader waits there, on the last lap's bytes), then
