@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cstdio>
@@ -43,10 +44,10 @@ int usable_cpu_count() {
     return usable_cpus(allowed);
 }
 
-void pin_to_cpu(int k) {
+int pin_to_cpu(int k) {
     cpu_set_t allowed;
     const int n = usable_cpus(allowed);
-    if (n < 2) return;
+    if (n < 2) return -1;
     int want = k % n;
     for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
         if (!CPU_ISSET(cpu, &allowed)) continue;
@@ -54,10 +55,10 @@ void pin_to_cpu(int k) {
             cpu_set_t one;
             CPU_ZERO(&one);
             CPU_SET(cpu, &one);
-            (void)::sched_setaffinity(0, sizeof one, &one);
-            return;
+            return ::sched_setaffinity(0, sizeof one, &one) == 0 ? cpu : -1;
         }
     }
+    return -1;
 }
 
 double memcpy_bytes_per_s(std::size_t n, std::uint32_t slots, double seconds) {
@@ -139,37 +140,50 @@ double steal_percent(const CpuTimes& before, const CpuTimes& after) {
 
 std::vector<std::uint64_t> parse_interrupts_per_cpu(std::string_view text) {
     // "           CPU0       CPU1\n  0:         35          0   IO-APIC   2-edge      timer\n ... LOC:  2168  1418 ..."
+    // Columns follow the header, which names only online CPUs (CPU0 CPU2 ... when CPU1 is offline).
     auto next_line = [&text]() {
         const std::size_t end = text.find('\n');
         std::string_view line = text.substr(0, end);
         text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
         return line;
     };
-    std::size_t cpus = 0;
-    for (std::string_view header = next_line(); header.find("CPU") != std::string_view::npos;) {
-        ++cpus;
-        header = header.substr(header.find("CPU") + 3);
+    auto skip_spaces = [](std::string_view& v) {
+        while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    };
+    auto take_number = [](std::string_view& v, std::uint64_t& out) {
+        const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+        if (ec != std::errc() || (ptr != v.data() + v.size() && *ptr != ' ')) return false;
+        v.remove_prefix(static_cast<std::size_t>(ptr - v.data()));
+        return true;
+    };
+    std::vector<std::size_t> column_cpu;  // column -> CPU number
+    for (std::string_view header = next_line();;) {
+        skip_spaces(header);
+        if (!header.starts_with("CPU")) break;
+        header.remove_prefix(3);
+        std::uint64_t cpu = 0;
+        if (!take_number(header, cpu) || cpu >= 4096) return {};
+        column_cpu.push_back(static_cast<std::size_t>(cpu));
     }
-    std::vector<std::uint64_t> per_cpu(cpus, 0);
-    while (cpus != 0 && !text.empty()) {
+    if (column_cpu.empty()) return {};
+    std::vector<std::uint64_t> per_cpu(*std::max_element(column_cpu.begin(), column_cpu.end()) + 1, 0);
+    while (!text.empty()) {
         std::string_view line = next_line();
         const std::size_t colon = line.find(':');
         if (colon == std::string_view::npos) continue;
         std::string_view name = line.substr(0, colon);
-        while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+        skip_spaces(name);
         if (name == "ERR" || name == "MIS") continue;  // one count for the whole machine
         line.remove_prefix(colon + 1);
         std::vector<std::uint64_t> counts;
-        while (counts.size() < cpus) {
-            while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+        while (counts.size() < column_cpu.size()) {
+            skip_spaces(line);
             std::uint64_t v = 0;
-            const auto [ptr, ec] = std::from_chars(line.data(), line.data() + line.size(), v);
-            if (ec != std::errc() || (ptr != line.data() + line.size() && *ptr != ' ')) break;
+            if (!take_number(line, v)) break;
             counts.push_back(v);
-            line.remove_prefix(static_cast<std::size_t>(ptr - line.data()));
         }
-        if (counts.size() != cpus) continue;  // not a line of per-CPU counts
-        for (std::size_t c = 0; c < cpus; ++c) per_cpu[c] += counts[c];
+        if (counts.size() != column_cpu.size()) continue;  // not a line of per-CPU counts
+        for (std::size_t c = 0; c < counts.size(); ++c) per_cpu[column_cpu[c]] += counts[c];
     }
     return per_cpu;
 }

@@ -12,9 +12,10 @@ namespace tensorpool::bench {
 // How many CPUs the calling thread may use.
 int usable_cpu_count();
 
-// Pins the calling thread to the k-th CPU it may use (k modulo their count); nothing when it may use fewer than
-// two. Keeps the producer and consumers off each other's cores: migrations show up as tens of microseconds.
-void pin_to_cpu(int k);
+// Pins the calling thread to the k-th CPU it may use (k modulo their count) and returns that CPU's number; nothing
+// and -1 when it may use fewer than two (or the kernel refuses). Keeps the producer and consumers off each other's
+// cores: migrations show up as tens of microseconds.
+int pin_to_cpu(int k);
 
 // Bytes per second of a bare memcpy of n-byte buffers into `slots` rotating destinations, for `seconds`.
 double memcpy_bytes_per_s(std::size_t n, std::uint32_t slots, double seconds);
@@ -36,10 +37,10 @@ struct CpuTimes {
 CpuTimes read_cpu_times();
 double steal_percent(const CpuTimes& before, const CpuTimes& after);
 
-// Interrupts each CPU has taken since boot, summed over the sources of /proc/interrupts (index: CPU number as the
-// header names it, CPU0 first). Lines with one count for the whole machine (ERR, MIS) are left out. Empty when the
-// text has no CPU header. A stall of a pinned loop that its CPU's interrupts cannot account for happened outside
-// this kernel: on a virtual machine, the hypervisor.
+// Interrupts each CPU has taken since boot, summed over the sources of /proc/interrupts, indexed by the CPU number
+// the header gives each column (an offline CPU's entry stays 0). Lines with one count for the whole machine (ERR,
+// MIS) are left out. Empty when the text has no CPU header. A stall of a pinned loop that its CPU's interrupts
+// cannot account for did not come from this kernel's interrupts.
 std::vector<std::uint64_t> parse_interrupts_per_cpu(std::string_view proc_interrupts);
 std::vector<std::uint64_t> read_interrupts_per_cpu();  // of this machine, now; empty if unreadable
 

@@ -45,7 +45,7 @@ struct ConsumerShared {
     std::atomic<int64_t> stalled_ns{0};  // and the time they took
     std::atomic<uint64_t> preemptions{0};  // paced runs: times the scheduler took its CPU while frames were published
     std::atomic<uint64_t> page_faults{0};  // and the page faults it took meanwhile
-    std::atomic<int> cpu{-1};              // the CPU it is pinned to, or -1
+    std::atomic<int64_t> interrupts{-1};   // and the interrupts its CPU took meanwhile; -1: unknown (not pinned)
     LatencyHistogram latency;
 };
 
@@ -352,10 +352,13 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
     for (int i = 0; i < o.consumers; ++i) {
         pids.push_back(fork_child([&, i] {
             ConsumerShared& me = s->consumers[i];
-            if (o.pin && usable_cpu_count() >= 2) {
-                pin_to_cpu(1 + i);
-                me.cpu.store(::sched_getcpu());
-            }
+            const int cpu = o.pin ? pin_to_cpu(1 + i) : -1;
+            // Interrupts its CPU has taken so far, or -1 when that is unknown.
+            auto cpu_interrupts = [cpu]() -> int64_t {
+                if (cpu < 0) return -1;
+                const std::vector<uint64_t> per_cpu = read_interrupts_per_cpu();
+                return static_cast<std::size_t>(cpu) < per_cpu.size() ? static_cast<int64_t>(per_cpu[cpu]) : -1;
+            };
             transport::TransportHub hub(topt);
             auto c = client::Consumer::create(hub, setup.consumer());
             if (!c) {
@@ -384,12 +387,14 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
             // first turn after the last was published.
             enum class Window { before, open, closed } window = Window::before;
             KernelEvents at_open;
+            int64_t interrupts_at_open = -1;
             int64_t turn_start = monotonic_ns();
             while (s->stop.load(std::memory_order_relaxed) == 0) {
                 if (time_turns && window != Window::closed) {
                     const bool publishing = s->go.load(std::memory_order_relaxed) == 1 &&
                                             s->publish_ns.load(std::memory_order_relaxed) == 0;
                     if (window == Window::before && publishing) {
+                        interrupts_at_open = cpu_interrupts();  // first: reading the file may fault a page in
                         at_open = thread_kernel_events();
                         window = Window::open;
                         turn_start = monotonic_ns();
@@ -397,6 +402,11 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
                         const KernelEvents at_close = thread_kernel_events();
                         me.preemptions.store(at_close.preemptions - at_open.preemptions);
                         me.page_faults.store(at_close.page_faults - at_open.page_faults);
+                        const int64_t interrupts_at_close = cpu_interrupts();
+                        // A source removed meanwhile takes its counts out of the sum: then the figure is unknown.
+                        if (interrupts_at_open >= 0 && interrupts_at_close >= interrupts_at_open) {
+                            me.interrupts.store(interrupts_at_close - interrupts_at_open);
+                        }
                         window = Window::closed;
                     }
                 }
@@ -486,14 +496,12 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
                                                 : Error(Errc::io, "bench frames: consumers did not map the regions in 20 s");
     }
     const CpuTimes cpu_before = read_cpu_times();
-    const std::vector<uint64_t> irq_before = read_interrupts_per_cpu();
     s->go.store(1);
     // One long sleep for the run, then short ones: each wake-up of this process takes a CPU from the producer or a
     // consumer for a moment, and shows in the latency tail.
     if (status.ok()) std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
     while (status.ok() && s->publish_ns.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     result.steal_percent = steal_percent(cpu_before, read_cpu_times());
-    const std::vector<uint64_t> irq_after = read_interrupts_per_cpu();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the consumers drain
     s->stop.store(1);
     for (pid_t pid : pids) (void)reap_child(pid, 3000);
@@ -503,6 +511,8 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
         result.published_fps = static_cast<double>(result.published) / secs;
         LatencyHistogram::Snapshot all;
         double min_fps = -1;
+        double interrupts_per_s = 0;
+        int interrupts_known = 0;
         for (int i = 0; i < o.consumers; ++i) {
             ConsumerShared& c = s->consumers[i];
             const double fps = static_cast<double>(c.accepted.load()) / secs;
@@ -515,16 +525,15 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
             result.consumer_stalled_percent += 100.0 * static_cast<double>(c.stalled_ns.load()) / 1e9 / secs / o.consumers;
             result.consumer_preemptions_per_s += static_cast<double>(c.preemptions.load()) / secs / o.consumers;
             result.consumer_page_faults_per_s += static_cast<double>(c.page_faults.load()) / secs / o.consumers;
-            const int cpu = c.cpu.load();
-            if (o.rate_hz > 0 && cpu >= 0 && static_cast<std::size_t>(cpu) < irq_before.size() &&
-                irq_after.size() == irq_before.size()) {
-                const double irqs = static_cast<double>(irq_after[cpu] - irq_before[cpu]) / secs;
-                result.consumer_cpu_interrupts_per_s = (i == 0 ? 0.0 : result.consumer_cpu_interrupts_per_s) + irqs / o.consumers;
+            if (c.interrupts.load() >= 0) {
+                interrupts_per_s += static_cast<double>(c.interrupts.load()) / secs;
+                ++interrupts_known;
             }
             const auto snap = c.latency.snapshot();
             for (int k = 0; k < LatencyHistogram::kBuckets; ++k) all.counts[k] += snap.counts[k];
         }
         result.fps = min_fps;
+        if (interrupts_known != 0) result.consumer_cpu_interrupts_per_s = interrupts_per_s / interrupts_known;
         result.latency_p50_ns = all.quantile(0.5);
         result.latency_p99_ns = all.quantile(0.99);
         result.latency_p999_ns = all.quantile(0.999);

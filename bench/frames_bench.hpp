@@ -43,9 +43,9 @@ struct FramesBenchResult {
     double consumer_stalls_per_s = 0;     // paced runs: consumer loop turns held up > 5 us, per second (mean over
     double consumer_stalled_percent = 0;  // consumers), and the share of the run they took; 0 when unpaced
     // What of those stalls this kernel saw, per second over the same window (paced runs): the consumers' preemptions
-    // by the scheduler, their page faults, and the interrupts their CPUs took (-1 when the consumers are not pinned:
-    // CPU unknown). The stalls none of these can account for happened outside this kernel (on a virtual machine, the
-    // hypervisor).
+    // by the scheduler, their page faults, and the interrupts their CPUs took (mean over the consumers whose figure
+    // is known; -1 when none is: unpaced, not pinned, or /proc/interrupts unreadable). The stalls none of these can
+    // account for were not this kernel's doing (on a virtual machine, most likely the hypervisor's).
     double consumer_preemptions_per_s = 0;
     double consumer_page_faults_per_s = 0;
     double consumer_cpu_interrupts_per_s = -1;

@@ -140,8 +140,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                     // Each interrupt, preemption or fault can account for one stall at most: the rest came from outside.
                     const double seen =
                         x.consumer_cpu_interrupts_per_s + x.consumer_preemptions_per_s + x.consumer_page_faults_per_s;
-                    std::printf(" and its CPU took %.0f interrupts per second: at least %.0f stalls per second came from "
-                                "outside this kernel (the hypervisor)",
+                    std::printf(" and its CPU took %.0f interrupts per second: at least %.0f stalls per second were not "
+                                "this kernel's doing (on a VM, the hypervisor's)",
                                 x.consumer_cpu_interrupts_per_s, x.consumer_stalls_per_s > seen ? x.consumer_stalls_per_s - seen : 0.0);
                 }
                 std::printf("\n");
