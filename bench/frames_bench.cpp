@@ -383,8 +383,8 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
             const bool time_turns = o.rate_hz > 0;
             uint64_t stalls = 0;
             int64_t stalled_ns = 0;
-            // The kernel's doings over the same window as the stalls: from the first turn with frames coming to the
-            // first turn after the last was published.
+            // Stalls, and the kernel's doings, are counted over one window: from the first turn with frames coming
+            // to the first turn after the last was published.
             enum class Window { before, open, closed } window = Window::before;
             KernelEvents at_open;
             int64_t interrupts_at_open = -1;
@@ -422,8 +422,7 @@ Result<FramesBenchResult> run_frames_bench(const FramesBenchOptions& o) {
                 (*c)->poll_frames(on_frame, 256);
                 if (time_turns) {
                     const int64_t now = monotonic_ns();
-                    if (now - turn_start > kStallNs && s->go.load(std::memory_order_relaxed) == 1 &&
-                        s->publish_ns.load(std::memory_order_relaxed) == 0) {
+                    if (now - turn_start > kStallNs && window == Window::open) {
                         ++stalls;
                         stalled_ns += now - turn_start;
                     }

@@ -119,6 +119,10 @@ std::size_t IpcPublication::begin_record(std::size_t record) noexcept {
     return index;
 }
 
+void IpcPublication::mark_unwritten(std::size_t index) noexcept {
+    store_word(ring_ + index, 0, std::memory_order_relaxed);
+}
+
 void IpcPublication::end_record(std::size_t index, uint64_t word) noexcept {
     // A reader that keeps up reads the word at pending_ next, and finds there the last lap's bytes: message bytes,
     // wherever the records of the two laps start at different places, and those can look like a header of this

@@ -12,7 +12,6 @@
 // thread at a time.
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <string>
 
@@ -46,9 +45,7 @@ private:
     // Steps 3 and 4: publishes the record begun at ring index `index` with this first header word.
     void end_record(std::size_t index, uint64_t word) noexcept;
     // Zero at the ring index where the next record starts: a word no record has ("not written yet").
-    void mark_unwritten(std::size_t index) noexcept {
-        std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(ring_ + index)).store(0, std::memory_order_relaxed);
-    }
+    void mark_unwritten(std::size_t index) noexcept;
     uint64_t lap_of(uint64_t position) const noexcept { return position >> term_shift_; }
 
     static void commit_claim(BufferClaim& c) noexcept;
