@@ -263,7 +263,7 @@ TEST(SlotImage, W_8_12_DropsNonZeroPayloadOffset) {
     expect_dropped(img, 1, "payloadOffset is 64; expected 0");
 }
 
-TEST(SlotImage, W_15_8_DropsUnknownDtype) {
+TEST(SlotImage, W_15_8_2_DropsUnknownDtype) {
     FrameDescription f = float_2x2();
     f.tensor.dtype = Dtype::UNKNOWN;
     expect_dropped(f, "dtype is 0 (UNKNOWN)");
@@ -273,7 +273,7 @@ TEST(SlotImage, W_15_8_DropsUnknownDtype) {
     expect_dropped(f, "dtype is -3");
 }
 
-TEST(SlotImage, W_15_8_DropsUnknownMajorOrder) {
+TEST(SlotImage, W_15_8_2_DropsUnknownMajorOrder) {
     FrameDescription f = float_2x2();
     f.tensor.major_order = MajorOrder::UNKNOWN;
     expect_dropped(f, "majorOrder is 0 (UNKNOWN)");
@@ -349,7 +349,7 @@ TEST(SlotImage, W_8_8_ProgressStrideMatchesInferredStrides) {
     EXPECT_TRUE(accept(f).ok());
 }
 
-TEST(SlotImage, W_15_8_DropsUnknownProgressUnit) {
+TEST(SlotImage, W_15_8_2_DropsUnknownProgressUnit) {
     FrameDescription f = float_2x2();
     f.tensor.progress_unit = static_cast<ProgressUnit>(3);
     f.tensor.progress_stride_bytes = 8;
