@@ -149,14 +149,20 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
     const uint64_t epoch = d->epoch();
     const int64_t ts = static_cast<int64_t>(d->announceTimestampNs());
     const int64_t window = 3 * config_.announce_period_ns;
+    // Fresh means within the window of the local clock on either side: an announce stamped later than now by more
+    // than the window was not stamped in the domain it names (a realtime stamp sent as MONOTONIC would otherwise
+    // stay fresh for decades, W-10.1.1-3).
+    const auto within_window = [window](int64_t local, int64_t stamp) {
+        return local - stamp <= window && stamp - local <= window;
+    };
     bool fresh = false;
     switch (d->announceClockDomain()) {
         case wc::ClockDomain::MONOTONIC:
             // W-10.1.1-9: nothing stamped before this publisher's stream became available to us (replay guard).
-            fresh = ts >= info.join_time_ns && now_ns - ts <= window;
+            fresh = ts >= info.join_time_ns && within_window(now_ns, ts);
             break;
         case wc::ClockDomain::REALTIME_SYNCED:
-            fresh = realtime_ns() - ts <= window;  // W-10.1.1-10: freshness only, no join-time rule
+            fresh = within_window(realtime_ns(), ts);  // W-10.1.1-10: freshness only, no join-time rule
             break;
         default:
             fresh = false;  // unknown clock domain: never guess (W-15.8-2)
@@ -168,8 +174,14 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
     ++stats_.announces_accepted;
     highest_epoch_seen_ns_ = now_ns;
     if (state_ == MappingState::mapped && epoch == epoch_) {
-        // A-10 / W-15.1-3: same epoch — the files must still be the ones we mapped.
+        // A-10 / W-15.1-3: same epoch — the files must still be the ones we mapped. W-15.14-7: a layout version
+        // other than the one mapped cannot belong to this epoch (a layout change takes a new epoch, W-15.2-1).
         Status s = shm::recheck_identity(ring_at_map_, ring_region_->current_superblock());
+        if (s && d->layoutVersion() != ring_at_map_.layout_version) {
+            s = Error::format(Errc::mismatch, "announce: layout version %u within epoch %llu, mapped as %u "
+                              "(W-15.14-7)", d->layoutVersion(), static_cast<unsigned long long>(epoch),
+                              ring_at_map_.layout_version);
+        }
         if (!s) abandon_epoch(s.error());
         return;
     } else if (state_ == MappingState::mapped) {

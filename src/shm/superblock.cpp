@@ -201,6 +201,10 @@ Status recheck_identity(const Superblock& mapped_at_open, const Superblock& now)
         return Error::format(Errc::mismatch, "superblock magic changed from 0x%016llx to 0x%016llx since mapping "
                              "(W-15.1-3)", ull(mapped_at_open.magic), ull(now.magic));
     }
+    if (now.layout_version != mapped_at_open.layout_version) {
+        return Error::format(Errc::mismatch, "superblock layout_version changed from %u to %u since mapping "
+                             "(W-15.14-7)", mapped_at_open.layout_version, now.layout_version);
+    }
     if (now.epoch != mapped_at_open.epoch) {
         return Error::format(Errc::mismatch, "superblock epoch changed from %llu to %llu since mapping (W-15.1-3)",
                              ull(mapped_at_open.epoch), ull(now.epoch));

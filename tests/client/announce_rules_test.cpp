@@ -1,6 +1,10 @@
 // The consumer's rules for ShmPoolAnnounce, driven by announces encoded by hand with the generated encoder and
 // published on the announce stream, pointing at real region files: which announces are ignored (stale, stamped
 // before the join time) and which are refused at mapping (superblock disagrees with the announce).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "client_test_support.hpp"
@@ -28,10 +32,13 @@ struct AnnounceFixture {
     std::optional<transport::TransportHub> hub;
     std::unique_ptr<transport::Publication> announce_pub;
 
-    // Regions first, then the consumer process (which inherits their paths to probe /proc/self/maps), and only
-    // then the parent's own hub.
-    ::testing::AssertionResult start(int64_t announce_period_ns, bool create_publication_now) {
-        auto r = make_hand_regions(shm_dir.path(), 10000, static_cast<uint64_t>(realtime_ns()), kNslots, hand_pools());
+    // Regions first (by default in the canonical layout; `make` may put them anywhere in shm_dir), then the
+    // consumer process (which inherits their paths to probe /proc/self/maps), and only then the parent's own hub.
+    using RegionMaker = std::function<Result<HandRegions>(const std::string& base, uint64_t epoch)>;
+    ::testing::AssertionResult start(int64_t announce_period_ns, bool create_publication_now,
+                                     const RegionMaker& make = {}) {
+        const uint64_t epoch = static_cast<uint64_t>(realtime_ns());
+        auto r = make ? make(shm_dir.path(), epoch) : make_hand_regions(shm_dir.path(), 10000, epoch, kNslots, hand_pools());
         if (!r) return ::testing::AssertionFailure() << r.error().message();
         regions = *r;
         ConsumerConfig cfg = test_consumer_config(shm_dir.path());
@@ -75,12 +82,41 @@ struct AnnounceFixture {
     }
 };
 
+// Regions under names and directories no layout would give them: only the announce can say where they are.
+Result<HandRegions> make_oddly_named_regions(const std::string& base, uint64_t epoch) {
+    HandRegions r;
+    r.epoch = epoch;
+    r.nslots = kNslots;
+    const uint64_t now = static_cast<uint64_t>(monotonic_ns());
+    auto sb = shm::Superblock::header_ring(10000, epoch, kNslots);
+    sb.start_timestamp_ns = sb.activity_timestamp_ns = now;
+    auto ring = shm::create_region(base + "/cam.hdr", sb);
+    if (!ring) return ring.error();
+    r.header_path = ring->path();
+    auto uri = shm::format_region_uri(shm::RegionUri{ring->path(), false});
+    if (!uri) return uri.error();
+    r.header_uri = *uri;
+    if (::mkdir((base + "/sub").c_str(), 0700) != 0) return Error(Errc::io, "mkdir sub");
+    for (const PoolConfig& pc : hand_pools()) {
+        auto psb = shm::Superblock::payload_pool(10000, epoch, pc.pool_id, kNslots, pc.stride_bytes);
+        psb.start_timestamp_ns = psb.activity_timestamp_ns = now;
+        auto pool = shm::create_region(base + "/sub/blob-" + std::to_string(pc.stride_bytes) + ".bin", psb);
+        if (!pool) return pool.error();
+        auto puri = shm::format_region_uri(shm::RegionUri{pool->path(), false});
+        if (!puri) return puri.error();
+        r.pools.emplace_back(pc, *puri);
+        r.pool_paths.push_back(pool->path());
+    }
+    return r;
+}
+
 }  // namespace
 
 // W-10.1.1-6, W-10.1.1-8, W-15.1-5, A-11(a), A-13: an announce stamped further back than 3x the announce period
 // (measured against the local receive time) is ignored, even though its files are perfectly valid; the same
 // announce stamped now maps. The stale one is stamped after the publication appeared, so only freshness can
 // refuse it (not the join-time rule).
+// W-15.21a-1, W-15.21a-10, A-36: valid regions sit unannounced in the allowed directory and nothing maps them.
 TEST(ClientAnnounceRules, AnnounceOlderThanThreePeriodsIsIgnored) {
     AnnounceFixture f;
     ASSERT_TRUE(f.start(100'000'000, true));  // window 300 ms
@@ -159,6 +195,7 @@ TEST(ClientAnnounceRules, RealtimeSyncedAnnounceUsesFreshnessOnlyNotJoinTime) {
 // disagrees with the real files (or with the protocol) is refused: the consumer stays unmapped with nothing of the
 // regions mapped, counts a mapping failure, and last_mapping_error() names the field, the values and the rule.
 // A truthful announce of the same files then maps.
+// W-10.1.1-4, W-9-5, W-15.22-12 (no fallback: stays UNMAPPED with a diagnostic).
 TEST(ClientAnnounceRules, AnnounceDisagreeingWithSuperblocksIsRefused) {
     AnnounceFixture f;
     ASSERT_TRUE(f.start(1'000'000'000, true));
@@ -209,6 +246,101 @@ TEST(ClientAnnounceRules, AnnounceDisagreeingWithSuperblocksIsRefused) {
     EXPECT_TRUE(wait_until([&] { return f.cons->mapped(); }, 10s)) << describe(*f.cons);
     EXPECT_EQ(f.cons->mappings.load(), 1u);
     EXPECT_EQ(f.cons->mapping_failures.load(), failures);
+    EXPECT_EQ(f.cons->last_error.get(), "");
+    EXPECT_EQ(probe_mappings(*f.cons), 1 + static_cast<int>(f.regions.pools.size()));
+    EXPECT_EQ(f.stop(), ChildResult::ok());
+}
+
+// W-10.1.1-3, W-15.8-2: an announce is judged only in the clock domain it names, and only if its stamp could be in
+// that domain. Stamped 10 s in the future (a realtime stamp sent as MONOTONIC looks like that, by decades), or in a
+// clock domain that is not MONOTONIC or REALTIME_SYNCED, it is ignored before any file is looked at; the same
+// announce stamped now maps.
+TEST(ClientAnnounceRules, W_10_1_1_3_AnnounceInTheFutureOrInAnUnknownClockDomainIsIgnored) {
+    AnnounceFixture f;
+    ASSERT_TRUE(f.start(1'000'000'000, true));  // window 3 s
+    const auto now = [] { return static_cast<uint64_t>(monotonic_ns()); };
+    ASSERT_TRUE(f.send(AnnounceSpec::truthful(f.regions, now() + 10'000'000'000)));
+    AnnounceSpec realtime_ahead = AnnounceSpec::truthful(f.regions, static_cast<uint64_t>(realtime_ns()) + 10'000'000'000);
+    realtime_ahead.clock = wc::ClockDomain::REALTIME_SYNCED;
+    ASSERT_TRUE(f.send(realtime_ahead));
+    for (const uint8_t domain : {uint8_t{0}, uint8_t{3}, uint8_t{255}}) {
+        AnnounceSpec unknown = AnnounceSpec::truthful(f.regions, now());
+        unknown.clock = static_cast<wc::ClockDomain>(domain);
+        ASSERT_TRUE(f.send(unknown));
+    }
+    ASSERT_TRUE(f.judged(5)) << describe(*f.cons);
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(f.cons->announces_ignored.load(), 5u) << describe(*f.cons);
+    EXPECT_EQ(f.cons->announces_accepted.load(), 0u);
+    EXPECT_EQ(f.cons->mapping_failures.load(), 0u);
+    EXPECT_FALSE(f.cons->mapped());
+    EXPECT_EQ(probe_mappings(*f.cons), 0);
+
+    // Control: a stamp a little ahead of the consumer's clock (inside the window) and then one of now both count.
+    ASSERT_TRUE(f.send(AnnounceSpec::truthful(f.regions, now() + 500'000'000)));
+    EXPECT_TRUE(wait_until([&] { return f.cons->mapped(); }, 10s)) << describe(*f.cons);
+    EXPECT_EQ(f.cons->announces_ignored.load(), 5u);
+    EXPECT_EQ(f.cons->mappings.load(), 1u);
+    EXPECT_EQ(f.stop(), ChildResult::ok());
+}
+
+// W-15.1-3, A-10: the announce carries no magic, so each announce of the mapped epoch makes the consumer re-check
+// the mapped superblock. Here the ring's magic is overwritten in place after mapping; the next announce (the
+// announce period is 60 s, so no liveness check runs meanwhile) unmaps, naming the rule, and the epoch stays
+// abandoned (W-15.14-2): even a truthful announce of it maps nothing.
+TEST(ClientAnnounceRules, W_15_1_3_EachAnnounceOfTheMappedEpochRechecksTheMagic) {
+    AnnounceFixture f;
+    ASSERT_TRUE(f.start(60'000'000'000, true));
+    const auto now = [] { return static_cast<uint64_t>(monotonic_ns()); };
+    ASSERT_TRUE(f.send(AnnounceSpec::truthful(f.regions, now())));
+    ASSERT_TRUE(wait_until([&] { return f.cons->mapped(); }, 10s)) << describe(*f.cons);
+
+    const int fd = ::open(f.regions.header_path.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const uint64_t zero = 0;
+    ASSERT_EQ(::pwrite(fd, &zero, sizeof zero, 0), static_cast<ssize_t>(sizeof zero));
+    ::close(fd);
+    std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(f.cons->mapped()) << "unmapped before any announce: something else re-checked";
+
+    ASSERT_TRUE(f.send(AnnounceSpec::truthful(f.regions, now())));
+    EXPECT_TRUE(wait_until([&] { return !f.cons->mapped(); }, 10s)) << describe(*f.cons);
+    const std::string error = f.cons->last_error.get();
+    EXPECT_NE(error.find("magic changed"), std::string::npos) << error;
+    EXPECT_NE(error.find("W-15.1-3"), std::string::npos) << error;
+    EXPECT_EQ(f.cons->mappings.load(), 1u);
+    EXPECT_EQ(probe_mappings(*f.cons), 0) << "the replaced regions stayed mapped";
+    EXPECT_EQ(f.stop(), ChildResult::ok());
+}
+
+// W-15.14-7, W-15.2-1: a layout change takes a new epoch, so an announce of the mapped epoch with another layout
+// version is not this epoch's: the consumer unmaps and abandons the epoch, naming both versions and the rule.
+TEST(ClientAnnounceRules, W_15_14_7_AnotherLayoutVersionWithinTheMappedEpochUnmaps) {
+    AnnounceFixture f;
+    ASSERT_TRUE(f.start(60'000'000'000, true));
+    const auto now = [] { return static_cast<uint64_t>(monotonic_ns()); };
+    ASSERT_TRUE(f.send(AnnounceSpec::truthful(f.regions, now())));
+    ASSERT_TRUE(wait_until([&] { return f.cons->mapped(); }, 10s)) << describe(*f.cons);
+    AnnounceSpec relaid = AnnounceSpec::truthful(f.regions, now());
+    relaid.layout_version = shm::kLayoutVersion + 1;
+    ASSERT_TRUE(f.send(relaid));
+    EXPECT_TRUE(wait_until([&] { return !f.cons->mapped(); }, 10s)) << describe(*f.cons);
+    const std::string error = f.cons->last_error.get();
+    EXPECT_NE(error.find("layout version 2 within epoch"), std::string::npos) << error;
+    EXPECT_NE(error.find("W-15.14-7"), std::string::npos) << error;
+    EXPECT_EQ(probe_mappings(*f.cons), 0);
+    EXPECT_EQ(f.stop(), ChildResult::ok());
+}
+
+// W-15.21a-9, W-15.21a-1: a consumer never builds a region path itself; it maps exactly the URIs an announce gives,
+// whatever their names (here no canonical layout at all: cam.hdr and sub/blob-<stride>.bin).
+TEST(ClientAnnounceRules, W_15_21a_9_MapsExactlyTheAnnouncedPathsWhateverTheirNames) {
+    AnnounceFixture f;
+    ASSERT_TRUE(f.start(1'000'000'000, true, make_oddly_named_regions));
+    ASSERT_TRUE(f.send(AnnounceSpec::truthful(f.regions, static_cast<uint64_t>(monotonic_ns()))));
+    EXPECT_TRUE(wait_until([&] { return f.cons->mapped(); }, 10s)) << describe(*f.cons);
+    EXPECT_EQ(f.cons->mappings.load(), 1u);
+    EXPECT_EQ(f.cons->mapping_failures.load(), 0u);
     EXPECT_EQ(f.cons->last_error.get(), "");
     EXPECT_EQ(probe_mappings(*f.cons), 1 + static_cast<int>(f.regions.pools.size()));
     EXPECT_EQ(f.stop(), ChildResult::ok());

@@ -27,6 +27,7 @@ std::vector<uint8_t> consumer_config(uint32_t consumer_id, bool use_shm, std::st
 
 }  // namespace
 
+// W-10.1-4 (an empty fallback URI is no fallback), W-10.1.1-1, W-15.12-1, W-15.22-12.
 TEST(ClientFallback, UseShmFalseOrRefusedRegionsGoToFallbackOnlyWithAUsableUri) {
     BusRoot bus;
     TempDir shm_dir("/dev/shm");

@@ -16,6 +16,7 @@ using namespace tensorpool;
 using namespace tensorpool::client;
 using namespace tensorpool::client::test;
 
+// W-15.2-1 (a restart with another layout has a higher epoch), W-10.1.1-1, W-15.12-1.
 TEST(ClientEpochChange, KilledProducerReplacedByNewEpochDropsInFlightFramesAndRemaps) {
     constexpr uint64_t kFirst = 100;    // A's frames the consumer reads normally
     constexpr uint64_t kInFlight = 50;  // A's frames still unread when A dies
@@ -166,6 +167,7 @@ TEST(ClientEpochChange, ProducerRestartedWithALowerEpochIsFollowedOnlyAfterTheLi
 // consumer drops its mapping and stays unmapped, ignoring further announces of that epoch, until a new epoch is
 // announced. The "second writer" here is this process, which keeps rewriting the pid field of the producer's
 // header ring for a while (the producer puts its own pid back whenever it refreshes the activity timestamp).
+// W-15.21-9: frames of an epoch being unmapped are dropped.
 TEST(ClientEpochChange, SecondWriterDetectedThroughPidUnmapsUntilANewEpoch) {
     BusRoot bus;
     TempDir shm_dir("/dev/shm");

@@ -128,6 +128,7 @@ TEST(ConformanceC, W_8_27_EveryCommittedSlotReadsAsExpected) {
     }
 }
 
+// W-6-2, W-8-5, W-16-6: byte for byte the C reference's little-endian, headerless slots.
 TEST(ConformanceC, W_8_24_OurEncoderReproducesTheCSlotsByteForByte) {
     const auto bytes = test::read_file(kDir + "/header.ring");
     const Json e = expected();

@@ -63,6 +63,7 @@ struct UmaskGuard {
 
 }  // namespace
 
+// W-15.10-1, W-15.14-5: restrictive modes whatever the umask.
 TEST(RegionWriter, W_15_21a_3_CreatesTheCanonicalTreePrivately) {
     TempDir dir;
     UmaskGuard umask(0);  // the modes must not depend on the umask
@@ -85,6 +86,7 @@ TEST(RegionWriter, W_15_21a_3_CreatesTheCanonicalTreePrivately) {
     EXPECT_TRUE(create_epoch_directory(layout_in(dir, 4)).ok());
 }
 
+// W-15.10-1, W-15.14-5: group-shared files are 0660 in setgid 2770 directories.
 TEST(RegionWriter, W_15_21a_19_GroupModeIsSetgid2770And0660) {
     TempDir dir;
     UmaskGuard umask(077);
@@ -144,6 +146,7 @@ TEST(RegionWriter, RefusesAnInvalidSuperblock) {
     EXPECT_NE(::access((dir / "x.pool").c_str(), F_OK), 0);
 }
 
+// W-15.14-3 (the superblock is written and synced when the file is created, before anyone can be told of it), W-15.22-8 (the stride is written as given, not derived from the page size).
 TEST(RegionWriter, W_7_1_WritesTheSuperblockLikeTheCReference) {
     TempDir dir;
     Superblock want = Superblock::header_ring(10000, 3, 8);
@@ -225,6 +228,7 @@ TEST(RegionReader, ReadOnlyMappingFaultsOnWrite) {
     EXPECT_EQ(test::read_file(dir / "header.ring")[64], 0u);
 }
 
+// W-15.13-1: refused before anything is mapped.
 TEST(RegionReader, W_7_5_RefusesWrongMagicUnmapped) {
     TempDir dir;
     Superblock sb = Superblock::header_ring(1, 1, 4);
@@ -265,6 +269,7 @@ TEST(RegionReader, W_15_22_9_RefusesPoolStrideNotAMultipleOf64) {
     expect_map_refused(dir / "1.pool", allow(dir.path()), {}, "stride_bytes is 100");
 }
 
+// W-15.20-2: a v1.2 reader refuses another slot size.
 TEST(RegionReader, A_15_RefusesRingSlotBytesOtherThan256) {
     TempDir dir;
     Superblock sb = Superblock::header_ring(1, 1, 4);
@@ -305,6 +310,7 @@ TEST(RegionReader, W_15_21a_18_RefusedPathsAreNeverMapped) {
     EXPECT_EQ(test::mappings_of(dir / "outside.ring"), 0);
 }
 
+// W-6-3 (offsets from the 64-byte superblock constant), W-15.21-1 (the index from the mapped ring's nslots), W-15.22-8, W-15.22-10 (stride 192 honoured as given).
 TEST(RegionViews, W_9_1_SlotAddresses) {
     TempDir dir;
     ASSERT_TRUE(create_region(dir / "header.ring", Superblock::header_ring(1, 1, 4)).ok());

@@ -37,6 +37,7 @@ TEST(AllowedDirsTest, W_15_21a_13_CanonicalisesOnce) {
     EXPECT_EQ(a->canonical(), (std::vector<std::string>{dir / "real", dir / "real"}));
 }
 
+// W-15.21a-2: allowed base dirs must be absolute and exist.
 TEST(AllowedDirsTest, RejectsBadConfiguration) {
     TempDir dir;
     test::write_file(dir / "file", {1});

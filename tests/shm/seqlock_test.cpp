@@ -42,6 +42,7 @@ TEST(Seqlock, W_8_31_AnUnbegunTicketIsNeverValid) {
     EXPECT_FALSE(t.still_valid());  // a refused begin() ends the previous read
 }
 
+// W-15.18-1: step 4 of the producer's algorithm.
 TEST(Seqlock, W_8_23_BeginWriteMarksInProgress) {
     FakeSlot slot;
     seqlock_begin_write(slot.bytes, 5);
@@ -52,6 +53,7 @@ TEST(Seqlock, W_8_23_BeginWriteMarksInProgress) {
     EXPECT_EQ(t.begin(slot.bytes, 5), ReadBegin::not_committed);
 }
 
+// W-15.18-1: step 8 of the producer's algorithm.
 TEST(Seqlock, W_8_25_CommitPublishesAndTheCopyMatches) {
     FakeSlot slot;
     const SlotImage img = patterned_image(3);
@@ -110,6 +112,7 @@ TEST(Seqlock, W_8_27_OverwriteInvalidatesAnOpenTicket) {
     EXPECT_EQ(std::memcmp(t.header().data(), before.data(), kHeaderSlotBytes), 0);
 }
 
+// W-15.21-4, A-9: a committed slot of another seq is always dropped.
 TEST(Seqlock, W_8_9_SeqMustMatch) {
     FakeSlot slot;
     seqlock_begin_write(slot.bytes, 10);
@@ -131,6 +134,7 @@ TEST(Seqlock, W_8_10_CommitWordEncoding) {
     EXPECT_STRNE(read_begin_name(ReadBegin::stale), read_begin_name(ReadBegin::overwritten));
 }
 
+// W-6-3: slot 0 starts at the superblock size, 64, a constant.
 TEST(SlotLayout, W_8_1_W_9_1_Offsets) {
     EXPECT_EQ(header_slot_offset(0), 64u);
     EXPECT_EQ(header_slot_offset(3), 64u + 3 * 256);

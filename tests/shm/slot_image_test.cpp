@@ -64,6 +64,7 @@ Result<SlotContents> accept(const FrameDescription& f) {
 
 }  // namespace
 
+// W-8-5 (no message header on the slot), W-15.5-2, W-16-4, W-16-5, A-3 (unaligned fields at their schema offsets), A-4.
 TEST(SlotImage, W_8_4_EncodesAtTheSpecOffsets) {
     const SlotImage img = encode(float_2x2(9));
     EXPECT_EQ(get<std::uint64_t>(img, 0), (9u << 1) | 1u);  // seq_commit: COMMITTED seq 9
@@ -103,6 +104,7 @@ TEST(SlotImage, W_8_13_DimsAndStridesBeyondNdimsAreZero) {
     }
 }
 
+// W-15.18-1: step 6 of the producer's algorithm.
 TEST(SlotImage, W_8_24_EveryByteIsRewritten) {
     // Encoding into an image full of 0xFF leaves no stale byte: reserved and pad bytes come out zero.
     SlotImage dirty;
@@ -209,6 +211,7 @@ TEST(SlotImage, A_29_ZeroDimCountsAsOneForInference) {
     EXPECT_EQ(c->tensor_extent_bytes, 0u);
 }
 
+// W-15.18-3, W-15.21-3.
 TEST(SlotImage, W_8_7_DropsWrongHeaderBytesLength) {
     SlotImage img = encode(float_2x2());
     put<std::uint32_t>(img, 60, 191);
@@ -219,12 +222,14 @@ TEST(SlotImage, W_8_7_DropsWrongHeaderBytesLength) {
     expect_dropped(img, 1, "headerBytes");
 }
 
+// W-15.18-3, W-15.21-3.
 TEST(SlotImage, W_8_28_DropsWrongTemplateId) {
     SlotImage img = encode(float_2x2());
     put<std::uint16_t>(img, 66, 51);
     expect_dropped(img, 1, "templateId is 51; expected 52");
 }
 
+// W-15.21-3.
 TEST(SlotImage, W_8_29_DropsWrongSchemaIdOrVersion) {
     SlotImage img = encode(float_2x2());
     put<std::uint16_t>(img, 68, 901);
@@ -243,6 +248,7 @@ TEST(SlotImage, W_8_7_DropsWrongEmbeddedBlockLength) {
     expect_dropped(img, 1, "blockLength is 185; expected 184");
 }
 
+// W-15.8-1: MAX_DIMS is 8.
 TEST(SlotImage, W_8_11_DropsNdimsOutOfRange) {
     FrameDescription f = float_2x2();
     f.tensor.ndims = 0;
@@ -356,6 +362,7 @@ TEST(SlotImage, W_15_8_2_DropsUnknownProgressUnit) {
     expect_dropped(f, "progressUnit is 3");
 }
 
+// W-10.2.1-12, W-15.5-2, W-15.20-2.
 TEST(SlotImage, W_8_22_DropsPayloadSlotOtherThanHeaderIndex) {
     const SlotImage img = encode(float_2x2(9));  // payloadSlot 1
     expect_dropped(img, 2, "payloadSlot is 1; expected the header index 2");
@@ -371,6 +378,7 @@ TEST(SlotImage, A_28_DropsUnknownPoolId) {
     EXPECT_TRUE(validate_slot_header(encode(f), 1).ok());  // the pool-free checks alone accept it
 }
 
+// W-10.2.1-13.
 TEST(SlotImage, W_9_3_DropsValuesLongerThanThePoolStride) {
     FrameDescription f = float_2x2();
     f.values_len_bytes = 65;

@@ -43,6 +43,7 @@ Superblock pool() { return Superblock::payload_pool(10000, 3, 1, 8, 64); }
 
 }  // namespace
 
+// W-6-2, A-2, A-42: little-endian fields at the schema's offsets (epoch unaligned at 12, the heartbeat at 56), layout_version 1.
 TEST(Superblock, W_7_6_EncodesAtTheSpecOffsets) {
     Superblock sb = ring();
     sb.start_timestamp_ns = 0x1112131415161718ull;
@@ -83,6 +84,7 @@ TEST(Superblock, ValidRegionsPass) {
     EXPECT_TRUE(validate_superblock(ring(), 64 + 8 * 256, SuperblockExpectations::any()).ok());
 }
 
+// W-15.13-1: a wrong (or byte-swapped) magic fails closed.
 TEST(Superblock, W_7_5_RejectsWrongMagic) {
     Superblock sb = ring();
     sb.magic = 0x544F504C53484D32ull;
@@ -91,6 +93,7 @@ TEST(Superblock, W_7_5_RejectsWrongMagic) {
     expect_invalid(sb, 4096, {}, Errc::malformed, "expected 0x544f504c53484d31");
 }
 
+// W-15.13-1, A-42: a layout version other than 1 fails closed.
 TEST(Superblock, W_7_7_RejectsOtherLayoutVersions) {
     Superblock sb = ring();
     sb.layout_version = 2;
@@ -124,6 +127,7 @@ TEST(Superblock, A_15_PoolChecksOnlyStrideBytes) {
     EXPECT_TRUE(validate_superblock(sb, 4096, SuperblockExpectations::for_pool(10000, 3, 1, 8, 64)).ok());
 }
 
+// W-15.22-10: a stride that is no page size (192) is accepted.
 TEST(Superblock, W_15_22_9_PoolStrideIsANonZeroMultipleOf64) {
     Superblock sb = pool();
     sb.stride_bytes = 0;
@@ -164,6 +168,7 @@ TEST(Superblock, W_15_1_1_ChecksTheAnnouncedValues) {
                    "nslots is 8; expected 16");
 }
 
+// W-9-5: every pool has the header ring's nslots.
 TEST(Superblock, W_15_5_1_PoolNslotsMustEqualTheRings) {
     expect_invalid(pool(), 1 << 20, SuperblockExpectations::for_pool(10000, 3, 1, 16, 64), Errc::mismatch,
                    "nslots is 8; expected 16");
@@ -176,6 +181,8 @@ TEST(Superblock, W_7_10_PoolIdMustMatchTheAnnounce) {
                    "stride_bytes is 64; expected 128");
 }
 
+// A-10, W-15.1-3: the announce carries no magic, so a consumer re-checks the mapped superblock's magic and epoch
+// on each announce of its epoch (the consumer side: ClientAnnounceRules.W_15_1_3_...).
 TEST(Superblock, A_14_RecheckDetectsReplacement) {
     Superblock a = ring();
     Superblock b = a;
@@ -189,4 +196,17 @@ TEST(Superblock, A_14_RecheckDetectsReplacement) {
     b = a;
     b.magic = 0;
     EXPECT_FALSE(recheck_identity(a, b).ok());
+}
+
+// W-15.14-7: a change of magic, layout_version or epoch forces a remap; the layout version is part of what is
+// re-checked, and the error names both versions and the rule.
+TEST(Superblock, W_15_14_7_RecheckDetectsALayoutVersionChange) {
+    const Superblock a = ring();
+    Superblock b = a;
+    b.layout_version = a.layout_version + 1;
+    const Status s = recheck_identity(a, b);
+    ASSERT_FALSE(s.ok());
+    const std::string message = s.error().message();
+    EXPECT_NE(message.find("layout_version changed from 1 to 2"), std::string::npos) << message;
+    EXPECT_NE(message.find("W-15.14-7"), std::string::npos) << message;
 }

@@ -5,6 +5,8 @@
 #include <array>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tensorpool/wire/gen/control.hpp"
@@ -58,6 +60,7 @@ TEST(Codec, AnnounceRoundTripsWithGroupsAndVarData) {
     EXPECT_EQ(d->headerRegionUri(), "shm:file?path=/dev/shm/header.ring");
 }
 
+// W-16-1, W-16-3, W-16-4, W-16-6, W-16-7, A-4: the 8-byte header, group dimensions, enum widths and field offsets of the schema.
 TEST(Codec, HeaderAndFieldOffsetsFollowSbePackingWithoutAlignment) {
     auto buf = encode_announce(1);
     // message header: blockLength 35, templateId 1, schemaId 900, version 1
@@ -85,6 +88,7 @@ TEST(Codec, HeaderAndFieldOffsetsFollowSbePackingWithoutAlignment) {
     EXPECT_EQ(load_le<int16_t>(sb + 24), 2);                       // regionType @24 (int16)
 }
 
+// W-8-2, W-15.8-1: maxDims is a constant (8) that takes no bytes.
 TEST(Codec, FieldAttributesAreReadTheWaySbeReadsThem) {
     // nullValue on a <field> is ignored: traceId's codec null is UINT64_MAX (0 is an ordinary value).
     EXPECT_EQ(control::FrameDescriptor::Decoder::traceIdNullValue(), UINT64_MAX);
@@ -114,6 +118,7 @@ TEST(Codec, EncoderZeroFillsBlockAndPadding) {
     for (size_t off = 8 + 75; off < 192; ++off) EXPECT_EQ(buf[off], 0) << "padding byte " << off;
 }
 
+// W-10.1-3: absent var data is written with length 0.
 TEST(Codec, SkippedMembersAreWrittenEmpty) {
     std::vector<uint8_t> buf(256);
     ShmPoolAnnounce::Encoder e;
@@ -247,3 +252,27 @@ TEST(Codec, DiscoveryTagsAreHandCodedLengthPrefixedEntries) {
 
 }  // namespace
 }  // namespace tensorpool::wire
+
+// W-15.8-4, W-15.8-3: the Dtype and MajorOrder registries are frozen for v1.x (WIRE_SPEC §8): every value, the
+// unassigned 12 that must never be read as a type, and the int16 encoding. A schema edit that renumbered one would
+// make frames of other implementations misread, so the generated enums are pinned here value by value.
+TEST(Codec, W_15_8_4_DtypeAndMajorOrderValuesAreFrozen) {
+    using tensorpool::wire::control::Dtype;
+    using tensorpool::wire::control::MajorOrder;
+    static_assert(std::is_same_v<std::underlying_type_t<Dtype>, int16_t>);
+    static_assert(std::is_same_v<std::underlying_type_t<MajorOrder>, int16_t>);
+    const std::pair<Dtype, int> dtypes[] = {
+        {Dtype::UNKNOWN, 0}, {Dtype::UINT8, 1},   {Dtype::INT8, 2},    {Dtype::UINT16, 3},   {Dtype::INT16, 4},
+        {Dtype::UINT32, 5},  {Dtype::INT32, 6},   {Dtype::UINT64, 7},  {Dtype::INT64, 8},    {Dtype::FLOAT32, 9},
+        {Dtype::FLOAT64, 10}, {Dtype::BOOLEAN, 11}, {Dtype::BYTES, 13}, {Dtype::BIT, 14}};
+    for (const auto& [d, v] : dtypes) {
+        EXPECT_EQ(static_cast<int>(d), v) << tensorpool::wire::control::name_of(d);
+        EXPECT_TRUE(tensorpool::wire::control::is_valid(d)) << v;
+    }
+    EXPECT_FALSE(tensorpool::wire::control::is_valid(static_cast<Dtype>(12))) << "12 is unassigned";
+    EXPECT_FALSE(tensorpool::wire::control::is_valid(static_cast<Dtype>(15)));
+    EXPECT_EQ(static_cast<int>(MajorOrder::UNKNOWN), 0);
+    EXPECT_EQ(static_cast<int>(MajorOrder::ROW), 1);
+    EXPECT_EQ(static_cast<int>(MajorOrder::COLUMN), 2);
+    EXPECT_FALSE(tensorpool::wire::control::is_valid(static_cast<MajorOrder>(3)));
+}

@@ -17,6 +17,7 @@ TEST(DecodeCli, PrintsCanonicalJsonForAFramedMessage) {
     EXPECT_EQ(r.out.rfind(R"({"schemaId":900,"version":1,"templateId":4,"message":"FrameDescriptor")", 0), 0u) << r.out;
 }
 
+// W-16-5: the superblock and slot header carry no message header.
 TEST(DecodeCli, DecodesHeaderlessShmStructures) {
     auto r = test::run_process(
         {TENSORPOOL_CLI_PATH, "decode", "--raw", "SlotHeader", kVectors + "wire/raw-SlotHeader-000.bin"});

@@ -156,6 +156,7 @@ TEST(Dispatch, NamesUnknownSchemaAndTemplate) {
     EXPECT_NE(message_of(s.error()).find("templateId 77"), std::string::npos) << s.error().message();
 }
 
+// W-16-2, A-39: templates 50-52 are SHM-only.
 TEST(Dispatch, RefusesShmOnlyTemplatesOnTheWireButDispatchAllDecodesThem) {
     std::vector<uint8_t> th(192);
     control::TensorHeader::Encoder e;

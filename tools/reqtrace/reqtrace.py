@@ -37,7 +37,7 @@ CATEGORIES = {
     "document": "about the source document's wording or structure only",
     "platform": "applies to platforms we do not build for",
     "future": "applies to a later protocol version",
-    "driver": "applies to the SHM driver or a supervisor, a later milestone",
+    "later": "belongs to a service of a later milestone (the SHM driver, a supervisor, TraceLink)",
 }
 
 # ---- the requirement list ------------------------------------------------------------------------------------

@@ -74,8 +74,9 @@ Superblock decode_superblock(std::span<const std::uint8_t, kSuperblockBytes> in)
 // file size, then the announced values (W-7-2, W-7-10, W-15.1-1, W-15.5-1).
 Status validate_superblock(const Superblock& sb, std::uint64_t file_bytes, const SuperblockExpectations& expect);
 
-// what a consumer re-checks on a mapped region when a new announce arrives. magic, epoch and pid must
-// be what they were when it was mapped; a change means the region was replaced and must be remapped.
+// A-10 / A-14 / W-15.14-7: what a consumer re-checks on a mapped region when a new announce arrives. magic,
+// layout_version, epoch and pid must be what they were when it was mapped; a change means the region was replaced
+// and must be remapped.
 Status recheck_identity(const Superblock& mapped_at_open, const Superblock& now);
 
 const char* region_type_name(RegionType t) noexcept;
