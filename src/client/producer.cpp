@@ -1,6 +1,7 @@
 #include "tensorpool/client/producer.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -293,7 +294,20 @@ bool Producer::prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length,
         f.meta_version = meta;
         f.tensor = shape;
         image_valid_ = false;
-        if (!shm::encode_slot_image(f, config_.header_nslots, image_)) return false;
+        // The header is checked as a consumer will check it (W-8-8, W-8-11, W-8-15..17, W-15.8-2, A-29): a shape
+        // every consumer would drop is refused here, with the reason, instead of being published. Only when the
+        // shape changes, so not per frame.
+        Status s = shm::encode_slot_image(f, config_.header_nslots, image_);
+        if (s) {
+            if (auto checked = shm::validate_slot_header(image_, shm::header_index(seq, config_.header_nslots)); !checked) {
+                s = checked.error();
+            }
+        }
+        if (!s) {
+            std::snprintf(invalid_reason_.data(), invalid_reason_.size(), "%s", s.error().message());
+            ++stats_.frames_invalid;
+            return false;
+        }
         image_shape_ = shape;
         image_valid_ = true;
         return true;

@@ -142,10 +142,9 @@ def read_not_by_test() -> list[Exemption]:
 # ---- finding mentions in tests ---------------------------------------------------------------------------------
 
 # W-8-27, W-10.2.2-1, W-15.21a-11, then any continuation: ..27, ..-7, /6, /-2, ", -3" (a comma needs the dash). Test
-# names use underscores:
-# W_8_27_..., W_15_22_5_...
-MENTION = re.compile(r"(?<![\w-])W[-_](\d+(?:[._]\d+)*[a-z]?)[-_](\d+)((?:(?:\.\.|/)-?\d+|, ?-\d+)*)")
-AMBIGUITY = re.compile(r"(?<![\w-])A-(\d+)(?![\w-])")
+# names use underscores, and may name several: W_8_27_..., W_15_22_5_..., W_8_1_W_9_1_..., W_10_1_2_A_20_...
+MENTION = re.compile(r"(?<![A-Za-z0-9-])W[-_](\d+(?:[._]\d+)*[a-z]?)[-_](\d+)((?:(?:\.\.|/)-?\d+|, ?-\d+)*)")
+AMBIGUITY = re.compile(r"(?<![A-Za-z0-9-])A[-_](\d+)(?![0-9]|-\d)")
 TEST_MACRO = re.compile(r"\b(?:TEST|TEST_F|TEST_P|TYPED_TEST)\(\s*(\w+)\s*,\s*(\w+)\s*\)")
 CTEST = re.compile(r"^add_test\(NAME\s+([\w.]+)", re.M)  # tests that are not GoogleTest (conformance scripts)
 

@@ -11,6 +11,7 @@
 // (try_claim(shape, length, claim)) while the application reports how far it has written (FrameClaim::progress).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -72,7 +73,7 @@ enum class PublishOutcome : uint8_t {
     no_subscriber,    // committed in SHM; nobody listens on the descriptor stream
     descriptor_lost,  // committed in SHM; the transport refused the descriptor (back pressure): consumers see a gap
     no_pool_fits,     // dropped before using a seq (W-9-4, A-27)
-    invalid,          // the tensor description cannot be encoded; nothing written
+    invalid,          // the tensor description breaks a header rule (see invalid_reason()); nothing written
 };
 
 struct PublishResult {
@@ -84,6 +85,7 @@ struct PublishResult {
 struct ProducerStats {
     uint64_t frames_committed = 0;
     uint64_t frames_no_pool = 0;
+    uint64_t frames_invalid = 0;  // refused: their tensor description breaks a rule consumers drop frames for
     uint64_t descriptors_not_sent = 0;
     uint64_t announces_sent = 0;
     uint64_t progress_sent = 0;  // FrameProgress messages (STARTED, PROGRESS, COMPLETE) offered
@@ -154,6 +156,8 @@ public:
     uint64_t epoch() const noexcept { return epoch_; }
     uint64_t next_seq() const noexcept { return next_seq_; }
     const ProducerStats& stats() const noexcept { return stats_; }
+    // Why the last `invalid` outcome was refused, naming the field, its value and the rule; "" before any.
+    const char* invalid_reason() const noexcept { return invalid_reason_.data(); }
     const std::string& header_region_uri() const noexcept { return header_uri_; }
     const ProducerConfig& config() const noexcept { return config_; }
     // The data source's name, summary, attributes and blobs (DataSourceAnnounce, DataSourceMeta, MetaBlob*),
@@ -228,6 +232,7 @@ private:
     shm::SlotImage image_;      // the slot image of the last frame (see prepare_image)
     TensorShape image_shape_{};
     bool image_valid_ = false;
+    std::array<char, 256> invalid_reason_{};  // fixed, so refusing a frame never allocates
     ProducerStats stats_;
 };
 
