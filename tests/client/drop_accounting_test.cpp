@@ -13,7 +13,8 @@ using namespace tensorpool::client::test;
 namespace wc = tensorpool::wire::control;
 
 // W-15.4-2, W-15.13-5, §3.4 "drop accounting" (drops_gap = seq - last_seq_seen - 1), W-15.4-4 (a gap larger than
-// max_outstanding_seq_gap is a resync), W-10.2.1-1. The producer publishes its descriptors on a side stream; this
+// max_outstanding_seq_gap is a resync), W-10.2.1-1, W-15.18-2 (each lost descriptor is dropped and counted once, as
+// drops_gap, and the consumer goes on with the next). The producer publishes its descriptors on a side stream; this
 // process relays them to the consumer's descriptor stream and loses a chosen set on the way, as a lossy transport
 // would. The frames themselves are all committed in SHM, so nothing but the gap may be counted.
 TEST(ClientDropAccounting, SeqGapsInTheDescriptorStreamCountDropsGapExactly) {
@@ -135,10 +136,13 @@ struct LappedRun {
 
 }  // namespace
 
-// W-15.4-1 (the producer overwrites without waiting), W-15.4-2, W-15.3-2, W-10.2.1-11, W-8-19, §3.4 rule 6,
-// W-15.13-5, A-18: the consumer stops reading descriptors while the producer laps a 16-slot ring many times; when
-// it reads again, every frame whose slot now holds a newer seq is drops_late (not a gap, not invalid, never handed
-// over), and the last 16, still in their slots, are accepted with the right payload.
+// W-15.4-1 (the producer overwrites without waiting), W-15.4-3 (no back pressure: the producer publishes all 200
+// frames while the consumer reads nothing), W-15.4-2, W-15.3-2, W-10.2.1-11, W-8-19, §3.4 rule 6, W-15.13-5, A-18:
+// the consumer stops reading descriptors while the producer laps a 16-slot ring many times; when it reads again,
+// every frame whose slot now holds a newer seq is drops_late (not a gap, not invalid, never handed over), and the
+// last 16, still in their slots, are accepted with the right payload. W-15.18-2, W-15.21-6: each stale descriptor
+// is dropped and counted exactly once and never retried (late + accepted is exactly every seq, and the consumer
+// carries on to the newest frame).
 TEST(ClientDropAccounting, SlotsOverwrittenBeforeTheyAreReadCountDropsLateExactly) {
     constexpr uint32_t kNslots = 16;
     constexpr uint64_t kBefore = 8;    // read normally (fewer than kNslots: cannot be lapped, however slow we are)
@@ -180,4 +184,172 @@ TEST(ClientDropAccounting, ConsumerLappedFarBeyondTheGapLimitSkipsToTheNewestAnd
     std::printf("[ figures  ] lapped by %llu frames (ring %u): %llu accepted, %llu late, %llu jumped over\n",
                 static_cast<unsigned long long>(kLapped), kNslots, static_cast<unsigned long long>(accepted),
                 static_cast<unsigned long long>(late), static_cast<unsigned long long>(gap));
+}
+
+// ---- in one process ----------------------------------------------------------------------------------------------
+
+namespace {
+
+shm::TensorShape byte_shape(int32_t n) {
+    shm::TensorShape t;
+    t.dtype = Dtype::UINT8;
+    t.major_order = MajorOrder::ROW;
+    t.ndims = 1;
+    t.dims = {n};
+    return t;
+}
+
+std::vector<uint8_t> descriptor(uint64_t epoch, uint64_t seq) {
+    std::vector<uint8_t> buf(128);
+    wc::FrameDescriptor::Encoder e;
+    (void)e.wrap_and_apply_header(buf.data(), buf.size());
+    e.streamId(10000).epoch(epoch).seq(seq).traceId(0).metaVersion(0);
+    e.timestampNs(wc::FrameDescriptor::Encoder::timestampNsNullValue());
+    const auto n = e.finish();
+    buf.resize(n.ok() ? *n : 0);
+    return buf;
+}
+
+}  // namespace
+
+// W-10.4.1-1: the consumer's periodic QosConsumer carries its drop counters — drops_gap for seqs it never saw and
+// drops_late for a frame whose slot did not hold it — with the last seq seen, the mapped epoch and its mode, so a
+// supervisor can see the losses without asking. A forged descriptor for seq 2 (seq 1 never sent, slot 2 never
+// written) makes exactly one of each.
+TEST(ClientDropAccounting, W_10_4_1_1_QosConsumerCarriesTheDropCounters) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    auto qos = hub.add_subscription("ipc:tensorpool", 1200);
+    auto forger = hub.add_publication("ipc:tensorpool", 1100);
+    ASSERT_TRUE(qos.ok() && forger.ok());
+    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
+    ASSERT_TRUE(producer.ok()) << producer.error().message();
+    Producer& p = **producer;
+    ConsumerConfig cfg = test_consumer_config(shm_dir.path());
+    cfg.consumer_id = 77;
+    cfg.qos_period_ns = 50'000'000;
+    auto consumer = Consumer::create(hub, cfg);
+    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
+    Consumer& c = **consumer;
+    uint64_t accepted = 0;
+    auto spin = [&](auto pred) {
+        return wait_until([&] {
+            p.do_work(monotonic_ns());
+            c.do_work(monotonic_ns());
+            c.poll_frames([&](const FrameView& f) { accepted += f.still_valid(); }, 8);
+            return pred();
+        }, 10s);
+    };
+    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+
+    std::vector<std::byte> payload(64);
+    ASSERT_EQ(p.offer(byte_shape(64), payload).seq, 0u);
+    ASSERT_TRUE(spin([&] { return accepted == 1; }));
+    ASSERT_TRUE((*forger)->offer(descriptor(p.epoch(), 2)).ok());
+    ASSERT_TRUE(spin([&] { return c.stats().last_seq == 2; }));
+    EXPECT_EQ(c.stats().drops_gap, 1u);
+    EXPECT_EQ(c.stats().drops_late, 1u);
+    EXPECT_EQ(accepted, 1u);
+
+    struct Qos {
+        uint64_t epoch, last_seq, gap, late;
+        wc::Mode mode;
+    };
+    std::optional<Qos> seen;
+    auto read_qos = [&] {
+        (*qos)->poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+            auto d = wc::QosConsumer::Decoder::wrap(m.data(), m.size());
+            if (!d || d->consumerId() != 77 || d->streamId() != 10000) return;
+            if (d->dropsGap() == 1 && d->dropsLate() == 1) {
+                seen = Qos{d->epoch(), d->lastSeqSeen(), d->dropsGap(), d->dropsLate(), d->mode()};
+            }
+        }, 64);
+        return seen.has_value();
+    };
+    ASSERT_TRUE(spin(read_qos)) << "no QosConsumer with dropsGap 1 and dropsLate 1";
+    EXPECT_EQ(seen->epoch, p.epoch());
+    EXPECT_EQ(seen->last_seq, 2u);
+    EXPECT_EQ(seen->mode, wc::Mode::STREAM);
+}
+
+// W-15.2-4, A-12: a FrameDescriptor whose seq goes backwards within the mapped epoch (here: frame 3's descriptor
+// again, after frame 9) means the consumer's view of the stream can no longer be trusted: it unmaps at once,
+// counts that descriptor as drops_unmapped (nothing is handed over, frame 3 is not accepted twice), maps again from
+// the next announce of the same epoch, and restarts seq tracking, so the next frame is no gap. The producer sends
+// its descriptors to a side stream; the test relays them and keeps them, to send one again.
+TEST(ClientDropAccounting, W_15_2_4_DescriptorSeqGoingBackwardsWithinTheEpochRemaps) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    auto from = hub.add_subscription("ipc:tensorpool", 1101);
+    auto to = hub.add_publication("ipc:tensorpool", 1100);
+    ASSERT_TRUE(from.ok() && to.ok());
+    ProducerConfig pcfg = test_producer_config(shm_dir.path(), 64);
+    pcfg.channels.descriptor_stream = 1101;
+    auto producer = Producer::create(hub, pcfg);
+    ASSERT_TRUE(producer.ok()) << producer.error().message();
+    Producer& p = **producer;
+    auto consumer = Consumer::create(hub, test_consumer_config(shm_dir.path()));
+    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
+    Consumer& c = **consumer;
+    uint64_t accepted = 0;
+    uint64_t last_accepted = 0;
+    auto spin = [&](auto pred) {
+        return wait_until([&] {
+            p.do_work(monotonic_ns());
+            c.do_work(monotonic_ns());
+            c.poll_frames([&](const FrameView& f) {
+                if (!f.still_valid()) return;
+                ++accepted;
+                last_accepted = f.seq();
+            }, 16);
+            return pred();
+        }, 10s);
+    };
+    std::vector<std::vector<uint8_t>> kept;  // every descriptor, by seq
+    auto relay = [&] {
+        (*from)->poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+            kept.emplace_back(m.begin(), m.end());
+            EXPECT_TRUE((*to)->offer(m).ok());
+        }, 64);
+    };
+    std::vector<std::byte> payload(64);
+    auto publish = [&] { return p.offer(byte_shape(64), payload).committed(); };
+    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(publish());
+    relay();
+    ASSERT_EQ(kept.size(), 10u);
+    ASSERT_TRUE(spin([&] { return accepted == 10; }));
+    EXPECT_EQ(c.stats().last_seq, 9u);
+
+    // Frame 3's descriptor again: backwards within the epoch.
+    auto d3 = wc::FrameDescriptor::Decoder::wrap(kept[3].data(), kept[3].size());
+    ASSERT_TRUE(d3.ok());
+    ASSERT_EQ(d3->seq(), 3u);
+    ASSERT_TRUE((*to)->offer(kept[3]).ok());
+    int polled = 0;
+    ASSERT_TRUE(wait_until([&] {
+        polled += c.poll_frames([&](const FrameView&) { ++accepted; }, 16);
+        return polled == 1;
+    }, 10s));
+    EXPECT_EQ(c.state(), MappingState::unmapped);
+    EXPECT_NE(c.last_mapping_error().find("went backwards"), std::string::npos) << c.last_mapping_error();
+    EXPECT_EQ(c.stats().drops_unmapped, 1u);
+    EXPECT_EQ(c.stats().frames_accepted, 10u);
+    EXPECT_EQ(accepted, 10u);
+
+    // The next announce of the same epoch maps it again.
+    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+    EXPECT_EQ(c.stats().mappings, 2u);
+    EXPECT_EQ(c.mapped_epoch(), p.epoch());
+    ASSERT_TRUE(publish());
+    relay();
+    ASSERT_EQ(kept.size(), 11u);
+    ASSERT_TRUE(spin([&] { return accepted == 11; }));
+    EXPECT_EQ(last_accepted, 10u);
+    EXPECT_EQ(c.stats().drops_gap, 0u);  // seq tracking restarted with the mapping
+    EXPECT_EQ(c.stats().drops_late, 0u);
+    EXPECT_EQ(c.stats().drops_unmapped, 1u);
 }

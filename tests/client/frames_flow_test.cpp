@@ -9,10 +9,12 @@
 #include <gtest/gtest.h>
 
 #include "client_test_support.hpp"
+#include "tensorpool/wire/gen/control.hpp"
 
 using namespace tensorpool;
 using namespace tensorpool::client;
 using namespace tensorpool::client::test;
+namespace wc = tensorpool::wire::control;
 
 namespace {
 
@@ -69,6 +71,10 @@ bool check_refusals(Producer& p, std::string& why) {
 
 }  // namespace
 
+// W-9-2: the frames use all three size classes of standard_pools(), and frame_matches_spec() checks that each one
+// sits in its smallest fitting pool. W-15.14-3: the consumer listens before the producer exists, and no announce it
+// ever received failed to map (mapping_failures == 0, one mapping): the producer announces its regions only once
+// they are complete.
 TEST(ClientFramesFlow, OfferAndClaimFramesArriveWithLayoutPayloadAndConsistentStats) {
     BusRoot bus;
     TempDir shm_dir("/dev/shm");
@@ -123,4 +129,252 @@ TEST(ClientFramesFlow, OfferAndClaimFramesArriveWithLayoutPayloadAndConsistentSt
     EXPECT_EQ(cons->mapping_failures.load(), 0u);
     EXPECT_GE(cons->announces_accepted.load(), 1u);
     EXPECT_EQ(cons->good_in_epoch(prod->epoch.load()), kFrames);
+}
+
+// ---- in one process: what the wire carries for optional fields, QoS cadence, timestamps ------------------------
+
+namespace {
+
+// A 1-D UINT8 tensor of `n` bytes, strides inferred.
+shm::TensorShape byte_shape(int32_t n) {
+    shm::TensorShape t;
+    t.dtype = Dtype::UINT8;
+    t.major_order = MajorOrder::ROW;
+    t.ndims = 1;
+    t.dims = {n};
+    return t;
+}
+
+// Polls `sub` and hands every message that decodes as M to `fn` (other templates on the same stream are skipped).
+template <class M, class Fn>
+int drain(transport::Subscription& sub, Fn&& fn) {
+    int n = 0;
+    while (sub.poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+        if (auto d = M::Decoder::wrap(m.data(), m.size())) {
+            fn(*d);
+            ++n;
+        }
+    }, 64) > 0) {
+    }
+    return n;
+}
+
+}  // namespace
+
+// W-10.1-1, A-20: optional fields nobody set go out as their schema nullValue — FrameDescriptor.timestampNs (publish
+// time not asked for) all ones, QosProducer.watermark (we have none) and the ConsumerHello progress hints (none
+// configured) 0xFFFFFFFF — except FrameDescriptor.traceId, whose "absent" is 0, not the codec's all-ones
+// null (docs/wire-codecs.md): writing the generic null there would tell every reader the frame is traced.
+TEST(ClientFramesFlow, W_10_1_1_AbsentOptionalFieldsAreWrittenAsTheirNullValue) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    // Taps first, so they see the very first QosProducer and Hello.
+    auto descriptors = hub.add_subscription("ipc:tensorpool", 1100);
+    auto qos = hub.add_subscription("ipc:tensorpool", 1200);
+    auto control = hub.add_subscription("ipc:tensorpool", 1000);
+    ASSERT_TRUE(descriptors.ok() && qos.ok() && control.ok());
+    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
+    ASSERT_TRUE(producer.ok()) << producer.error().message();
+    Producer& p = **producer;
+    ConsumerConfig cfg = test_consumer_config(shm_dir.path());
+    cfg.consumer_id = 77;  // and no progress_* hints
+    auto consumer = Consumer::create(hub, cfg);
+    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
+    Consumer& c = **consumer;
+    ASSERT_TRUE(wait_until([&] {
+        p.do_work(monotonic_ns());
+        c.do_work(monotonic_ns());
+        return c.state() == MappingState::mapped;
+    }, 10s)) << c.last_mapping_error();
+
+    std::vector<std::byte> payload(128, std::byte{7});
+    ASSERT_EQ(p.offer(byte_shape(128), payload, FrameOptions{}).outcome, PublishOutcome::published);
+
+    int frames = 0;
+    drain<wc::FrameDescriptor>(**descriptors, [&](const wc::FrameDescriptor::Decoder& d) {
+        ++frames;
+        EXPECT_EQ(d.timestampNs(), 0xFFFFFFFFFFFFFFFFull);
+        EXPECT_EQ(d.traceId(), 0u);
+    });
+    EXPECT_EQ(frames, 1);
+    int qos_producer = 0;
+    drain<wc::QosProducer>(**qos, [&](const wc::QosProducer::Decoder& d) {
+        ++qos_producer;
+        EXPECT_EQ(d.watermark(), 0xFFFFFFFFu);
+    });
+    EXPECT_GE(qos_producer, 1);
+    int hellos = 0;
+    drain<wc::ConsumerHello>(**control, [&](const wc::ConsumerHello::Decoder& d) {
+        if (d.consumerId() != 77) return;
+        ++hellos;
+        EXPECT_EQ(d.progressIntervalUs(), 0xFFFFFFFFu);
+        EXPECT_EQ(d.progressBytesDelta(), 0xFFFFFFFFu);
+        EXPECT_EQ(d.progressMajorDeltaUnits(), 0xFFFFFFFFu);
+    });
+    EXPECT_GE(hellos, 1);
+}
+
+// W-10.1-2, A-20: the consumer reads a null FrameDescriptor.timestampNs as "no publish time" (std::nullopt, not a
+// time 584 years from now) and traceId 0 as "not traced"; set values come through as sent. The raw tap shows the
+// traceIds on the wire are 0 and 42, so the FrameView reports what was sent, not a default.
+TEST(ClientFramesFlow, W_10_1_2_A_20_NullOptionalFieldsReadAsAbsentTraceIdZeroIsNoTrace) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    auto descriptors = hub.add_subscription("ipc:tensorpool", 1100);
+    ASSERT_TRUE(descriptors.ok());
+    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
+    ASSERT_TRUE(producer.ok()) << producer.error().message();
+    Producer& p = **producer;
+    auto consumer = Consumer::create(hub, test_consumer_config(shm_dir.path()));
+    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
+    Consumer& c = **consumer;
+    auto spin = [&](auto pred) {
+        return wait_until([&] {
+            p.do_work(monotonic_ns());
+            c.do_work(monotonic_ns());
+            return pred();
+        }, 10s);
+    };
+    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+
+    std::vector<std::byte> payload(64, std::byte{1});
+    ASSERT_EQ(p.offer(byte_shape(64), payload, FrameOptions{}).outcome, PublishOutcome::published);
+    FrameOptions traced;
+    traced.publish_timestamp = true;
+    traced.trace_id = 42;
+    ASSERT_EQ(p.offer(byte_shape(64), payload, traced).outcome, PublishOutcome::published);
+
+    struct Seen {
+        std::optional<uint64_t> publish_ts;
+        uint64_t trace_id;
+    };
+    std::vector<Seen> seen;
+    ASSERT_TRUE(spin([&] {
+        c.poll_frames([&](const FrameView& f) { seen.push_back({f.publish_timestamp_ns(), f.trace_id()}); }, 8);
+        return seen.size() == 2;
+    }));
+    EXPECT_EQ(seen[0].publish_ts, std::nullopt);
+    EXPECT_EQ(seen[0].trace_id, 0u);
+    EXPECT_TRUE(seen[1].publish_ts.has_value());
+    EXPECT_EQ(seen[1].trace_id, 42u);
+    EXPECT_EQ(c.stats().frames_accepted, 2u);
+
+    std::vector<uint64_t> wire_trace_ids;
+    drain<wc::FrameDescriptor>(**descriptors, [&](const wc::FrameDescriptor::Decoder& d) {
+        wire_trace_ids.push_back(d.traceId());
+    });
+    EXPECT_EQ(wire_trace_ids, (std::vector<uint64_t>{0, 42}));
+}
+
+// W-10.4.2-1: QosProducer goes out once per qos_period_ns (driven by do_work's clock, so the test owns time), for
+// this stream and epoch, and reports the seq of the newest committed frame. (currentSeq is 0 both before any frame
+// and after frame 0: the spec does not say what "current" means, and the schema gives no "none yet" value but the
+// null, which the field does not use.)
+TEST(ClientFramesFlow, W_10_4_2_1_QosProducerIsPeriodicAndReportsCurrentSeq) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    auto qos = hub.add_subscription("ipc:tensorpool", 1200);
+    ASSERT_TRUE(qos.ok());
+    ProducerConfig cfg = test_producer_config(shm_dir.path(), 64);
+    cfg.qos_period_ns = 100'000'000;
+    auto producer = Producer::create(hub, cfg);
+    ASSERT_TRUE(producer.ok()) << producer.error().message();
+    Producer& p = **producer;
+    std::vector<uint64_t> current;
+    auto collect = [&] {
+        current.clear();
+        drain<wc::QosProducer>(**qos, [&](const wc::QosProducer::Decoder& d) {
+            EXPECT_EQ(d.streamId(), 10000u);
+            EXPECT_EQ(d.producerId(), cfg.producer_id);
+            EXPECT_EQ(d.epoch(), p.epoch());
+            current.push_back(d.currentSeq());
+        });
+        return current.size();
+    };
+
+    const int64_t t0 = monotonic_ns();
+    p.do_work(t0);
+    ASSERT_EQ(collect(), 1u);  // the first do_work reports at once
+    EXPECT_EQ(current[0], 0u);
+    std::vector<std::byte> payload(64);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.offer(byte_shape(64), payload).committed());
+    p.do_work(t0 + 50'000'000);
+    EXPECT_EQ(collect(), 0u);  // half a period: nothing
+    p.do_work(t0 + 99'999'999);
+    EXPECT_EQ(collect(), 0u);
+    p.do_work(t0 + 100'000'000);
+    ASSERT_EQ(collect(), 1u);
+    EXPECT_EQ(current[0], 2u);  // frames 0, 1, 2 committed: the newest is 2
+    p.do_work(t0 + 100'000'000);
+    EXPECT_EQ(collect(), 0u);  // once per period, however often do_work runs
+}
+
+// W-15.7-1, W-15.7-2, A-41: the producer announces the MONOTONIC clock domain, and a frame's default capture
+// timestamp (SlotHeader.timestampNs, FrameOptions::capture_timestamp_ns left 0) and its publish timestamp
+// (FrameDescriptor.timestampNs) are CLOCK_MONOTONIC readings taken while the frame was published — every timestamp
+// of the stream in the announced domain — captured no later than published, and neither goes backwards
+// from frame to frame.
+TEST(ClientFramesFlow, W_15_7_1_W_15_7_2_A_41_DefaultTimestampsAreMonotonicInTheAnnouncedDomain) {
+    constexpr int kFrames = 50;
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    auto announces = hub.add_subscription("ipc:tensorpool", 1001);
+    ASSERT_TRUE(announces.ok());
+    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
+    ASSERT_TRUE(producer.ok()) << producer.error().message();
+    Producer& p = **producer;
+    auto consumer = Consumer::create(hub, test_consumer_config(shm_dir.path()));
+    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
+    Consumer& c = **consumer;
+    auto spin = [&](auto pred) {
+        return wait_until([&] {
+            p.do_work(monotonic_ns());
+            c.do_work(monotonic_ns());
+            return pred();
+        }, 10s);
+    };
+    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+    int announced = 0;
+    drain<wc::ShmPoolAnnounce>(**announces, [&](const wc::ShmPoolAnnounce::Decoder& d) {
+        ++announced;
+        EXPECT_EQ(d.announceClockDomain(), wc::ClockDomain::MONOTONIC);
+    });
+    ASSERT_GE(announced, 1);
+
+    struct Stamps {
+        uint64_t capture;
+        std::optional<uint64_t> publish;
+    };
+    std::vector<Stamps> stamps;
+    std::vector<std::byte> payload(64, std::byte{3});
+    FrameOptions o;
+    o.publish_timestamp = true;  // capture_timestamp_ns stays 0: the producer stamps it
+    const uint64_t t0 = static_cast<uint64_t>(monotonic_ns());
+    for (int i = 0; i < kFrames; ++i) {
+        ASSERT_EQ(p.offer(byte_shape(64), payload, o).outcome, PublishOutcome::published);
+        ASSERT_TRUE(spin([&] {
+            c.poll_frames([&](const FrameView& f) {
+                stamps.push_back({f.capture_timestamp_ns(), f.publish_timestamp_ns()});
+            }, 8);
+            return stamps.size() == static_cast<std::size_t>(i + 1);
+        }));
+    }
+    const uint64_t t1 = static_cast<uint64_t>(monotonic_ns());
+
+    ASSERT_EQ(stamps.size(), static_cast<std::size_t>(kFrames));
+    for (int i = 0; i < kFrames; ++i) {
+        const Stamps& s = stamps[i];
+        ASSERT_TRUE(s.publish.has_value()) << "frame " << i;
+        EXPECT_GE(s.capture, t0) << "frame " << i;
+        EXPECT_LE(s.capture, *s.publish) << "frame " << i;
+        EXPECT_LE(*s.publish, t1) << "frame " << i;
+        if (i > 0) {
+            EXPECT_GE(s.capture, stamps[i - 1].capture) << "frame " << i;
+            EXPECT_GE(*s.publish, *stamps[i - 1].publish) << "frame " << i;
+        }
+    }
 }
