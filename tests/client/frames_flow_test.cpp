@@ -378,3 +378,65 @@ TEST(ClientFramesFlow, W_15_7_1_W_15_7_2_A_41_DefaultTimestampsAreMonotonicInThe
         }
     }
 }
+
+// W-8-8, W-8-11, W-8-15, W-8-17, W-15.8-2: a tensor description that every consumer would drop is refused by the
+// producer itself, through both publish APIs, with the rule named in invalid_reason(); no seq is used up, nothing
+// is written, and the next good frame is published as usual. The check runs when the shape changes, so a stream of
+// one shape pays nothing per frame.
+TEST(ClientFramesFlow, W_8_11_W_8_15_ProducerRefusesATensorDescriptionConsumersWouldDrop) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    auto descriptors = hub.add_subscription("ipc:tensorpool", 1100);
+    ASSERT_TRUE(descriptors.ok());
+    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
+    ASSERT_TRUE(producer.ok()) << producer.error().message();
+    Producer& p = **producer;
+    EXPECT_STREQ(p.invalid_reason(), "");
+    std::vector<std::byte> payload(64);
+
+    struct Case {
+        const char* what;
+        std::function<void(shm::TensorShape&)> spoil;
+        const char* reason;  // what invalid_reason() must mention
+    };
+    const std::vector<Case> cases = {
+        {"ndims 0", [](shm::TensorShape& t) { t.ndims = 0; }, "ndims"},
+        {"ndims 9", [](shm::TensorShape& t) { t.ndims = 9; }, "ndims"},
+        {"a negative dim", [](shm::TensorShape& t) { t.dims[0] = -64; }, "dims"},
+        {"a negative stride", [](shm::TensorShape& t) { t.strides[0] = -1; }, "strides"},
+        {"an unknown dtype", [](shm::TensorShape& t) { t.dtype = static_cast<Dtype>(12); }, "dtype"},
+        {"an unknown major order", [](shm::TensorShape& t) { t.major_order = MajorOrder::UNKNOWN; }, "major"},
+        {"progress by rows with a stride of 0",
+         [](shm::TensorShape& t) {
+             t.progress_unit = shm::ProgressUnit::ROWS;
+             t.progress_stride_bytes = 0;
+         },
+         "progress"},
+    };
+    uint64_t refused = 0;
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.what);
+        shm::TensorShape bad = byte_shape(64);
+        c.spoil(bad);
+        const PublishResult r = p.offer(bad, payload);
+        EXPECT_EQ(r.outcome, PublishOutcome::invalid);
+        EXPECT_EQ(p.stats().frames_invalid, ++refused);
+        std::string reason = p.invalid_reason();
+        std::transform(reason.begin(), reason.end(), reason.begin(), [](unsigned char ch) { return std::tolower(ch); });
+        EXPECT_NE(reason.find(c.reason), std::string::npos) << p.invalid_reason();
+        FrameClaim claim;
+        EXPECT_EQ(p.try_claim(bad, 64, claim).outcome, PublishOutcome::invalid);
+        EXPECT_FALSE(claim.active());
+        EXPECT_EQ(p.stats().frames_invalid, ++refused);
+        EXPECT_EQ(p.next_seq(), 0u) << "a refused frame used up a seq";
+    }
+    EXPECT_EQ(p.stats().frames_committed, 0u);
+    EXPECT_EQ(drain<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 0);
+
+    // The good shape after them: published as seq 0.
+    const PublishResult ok = p.offer(byte_shape(64), payload);
+    EXPECT_TRUE(ok.committed());
+    EXPECT_EQ(ok.seq, 0u);
+    EXPECT_EQ(drain<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 1);
+}
