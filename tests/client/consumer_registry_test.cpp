@@ -3,6 +3,7 @@
 // asking for both halves could take the producer past the limit).
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,15 +21,23 @@ namespace {
 constexpr uint32_t kStream = 10000;
 const std::string kChannel = "ipc:tensorpool-registry";
 
+// A Hello's FrameProgress part; an unset hint is sent as the field's null value ("no hint").
+struct Progress {
+    bool supported = false;
+    std::optional<uint32_t> interval_us, bytes_delta, major_delta_units;
+};
+
 std::vector<uint8_t> hello(uint32_t consumer_id, uint32_t descriptor_stream, uint32_t control_stream,
-                           wc::Mode mode = wc::Mode::STREAM, uint32_t max_rate_hz = 0) {
+                           wc::Mode mode = wc::Mode::STREAM, uint32_t max_rate_hz = 0, const Progress& progress = {}) {
     std::vector<uint8_t> buf(512);
     wc::ConsumerHello::Encoder e;
     (void)e.wrap_and_apply_header(buf.data(), buf.size());
-    e.streamId(kStream).consumerId(consumer_id).supportsShm(wc::Bool::TRUE).supportsProgress(wc::Bool::FALSE);
+    e.streamId(kStream).consumerId(consumer_id).supportsShm(wc::Bool::TRUE);
+    e.supportsProgress(progress.supported ? wc::Bool::TRUE : wc::Bool::FALSE);
     e.mode(mode).maxRateHz(max_rate_hz).expectedLayoutVersion(1);
-    e.progressIntervalUs(e.progressIntervalUsNullValue()).progressBytesDelta(e.progressBytesDeltaNullValue());
-    e.progressMajorDeltaUnits(e.progressMajorDeltaUnitsNullValue());
+    e.progressIntervalUs(progress.interval_us.value_or(e.progressIntervalUsNullValue()));
+    e.progressBytesDelta(progress.bytes_delta.value_or(e.progressBytesDeltaNullValue()));
+    e.progressMajorDeltaUnits(progress.major_delta_units.value_or(e.progressMajorDeltaUnitsNullValue()));
     e.descriptorStreamId(descriptor_stream).controlStreamId(control_stream);
     e.descriptorChannel(descriptor_stream != 0 ? kChannel : std::string());
     e.controlChannel(control_stream != 0 ? kChannel : std::string());
@@ -117,4 +126,89 @@ TEST(ClientConsumerRegistry, RateCapOnlyForRateLimitedAndRepeatsAreNotReanswered
     on_hello(hello(2, 1000, 0), 10);  // the shared control stream's id: INVALID_PARAMS
     for (int64_t t = 11; t < 50; ++t) on_hello(hello(2, 1000, 0), t);
     EXPECT_EQ(registry.stats().declines, 1u);
+}
+
+// W-10.1.2-8, W-10.2.2-15: the producer merges the progress hints of the consumers that support progress — the
+// smallest interval and deltas, but never below its own floors (default 250 us and 64 KiB) — and a null hint is no
+// hint: it neither pulls a value down to the floor nor stands for 0. A consumer that gives no hint at all leaves
+// the defaults: 250 us, 65,536 bytes, major-delta 0.
+TEST(ClientConsumerRegistry, W_10_1_2_8_ProgressHintsMergeSmallestAboveTheFloorsNullIsNoHint) {
+    BusRoot bus;
+    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
+    auto control = hub.add_publication(kChannel, 1000);
+    ASSERT_TRUE(control) << control.error().message();
+    ConsumerRegistryConfig rc;
+    rc.stream_id = kStream;
+    rc.shared.channel = kChannel;
+    ASSERT_EQ(rc.progress_min_interval_ns, 250'000);
+    ASSERT_EQ(rc.progress_min_bytes, 64u * 1024);
+    ConsumerRegistry registry(hub, rc);
+    auto on_hello = [&](uint32_t id, const Progress& progress) {
+        const std::vector<uint8_t> m = hello(id, 0, 0, wc::Mode::STREAM, 0, progress);
+        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
+        ASSERT_TRUE(d) << d.error().message();
+        registry.on_hello(*d, 1, **control);
+    };
+    auto expect_policy = [&](int64_t interval_ns, uint64_t bytes_delta, uint32_t major_delta_units) {
+        const ProgressPolicy& p = registry.progress();
+        EXPECT_TRUE(p.enabled);
+        EXPECT_TRUE(p.on_shared);  // nobody has a control stream of its own
+        EXPECT_EQ(p.interval_ns, interval_ns);
+        EXPECT_EQ(p.bytes_delta, bytes_delta);
+        EXPECT_EQ(p.major_delta_units, major_delta_units);
+    };
+
+    EXPECT_FALSE(registry.progress().enabled);
+    on_hello(9, {});  // does not support progress: its hints (none) do not count, and progress stays off
+    EXPECT_FALSE(registry.progress().enabled);
+
+    {
+        SCOPED_TRACE("one consumer, every hint null: the defaults");
+        on_hello(1, {true, std::nullopt, std::nullopt, std::nullopt});
+        expect_policy(250'000, 65'536, 0);
+    }
+    {
+        SCOPED_TRACE("1000 us, 128 KiB, 4 rows: above the floors, and consumer 1's nulls do not pull them down");
+        on_hello(2, {true, 1000, 128 * 1024, 4});
+        expect_policy(1'000'000, 131'072, 4);
+    }
+    {
+        SCOPED_TRACE("500 us wins; 100 bytes is below the floor (64 KiB); a null major delta keeps 4");
+        on_hello(3, {true, 500, 100, std::nullopt});
+        expect_policy(500'000, 65'536, 4);
+    }
+}
+
+// W-10.1.2-9, W-5-5: max_rate_hz = 0 means unlimited, even for a RATE_LIMITED consumer with a granted descriptor
+// stream: the producer caps nothing (every descriptor goes out, however close together). 25 Hz does cap.
+TEST(ClientConsumerRegistry, W_10_1_2_9_ZeroMaxRateIsUnlimited) {
+    BusRoot bus;
+    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
+    auto control = hub.add_publication(kChannel, 1000);
+    ASSERT_TRUE(control) << control.error().message();
+    ConsumerRegistryConfig rc;
+    rc.stream_id = kStream;
+    rc.shared.channel = kChannel;
+    ConsumerRegistry registry(hub, rc);
+    auto on_hello = [&](const std::vector<uint8_t>& m) {
+        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
+        ASSERT_TRUE(d) << d.error().message();
+        registry.on_hello(*d, 1, **control);
+    };
+    const std::vector<uint8_t> descriptor(64);  // its contents do not matter to the cap
+    auto offer_three = [&](int64_t t0) {
+        for (int64_t i = 0; i < 3; ++i) registry.offer_descriptor(descriptor, t0 + i * 1'000'000);  // 1 ms apart
+    };
+
+    on_hello(hello(1, 2001, 0, wc::Mode::RATE_LIMITED, 0));
+    EXPECT_EQ(registry.stats().grants, 1u);
+    EXPECT_TRUE(registry.has_descriptor_streams());
+    EXPECT_FALSE(registry.has_rate_capped_streams());
+    offer_three(1'000'000'000);
+    EXPECT_EQ(registry.stats().descriptors_rate_capped, 0u);
+
+    on_hello(hello(1, 2001, 0, wc::Mode::RATE_LIMITED, 25));
+    EXPECT_TRUE(registry.has_rate_capped_streams());
+    offer_three(2'000'000'000);
+    EXPECT_EQ(registry.stats().descriptors_rate_capped, 2u);  // 40 ms apart at 25 Hz: only the first goes
 }

@@ -85,13 +85,14 @@ std::optional<ConfigReply> await_config(transport::Subscription& sub, uint32_t c
 
 }  // namespace
 
-// W-5-1, W-5-6, W-5-9, W-10.1.2-2..-7, W-10.1.3-3..-6, §15.17, A-23, A-24, A-38, §6.5: the producer validates every
-// request for a per-consumer descriptor or control stream. A complete one on a usable channel is granted (the
-// ConsumerConfig names channel and stream); half-filled ones are INVALID_PARAMS, a shared stream's id or a channel
-// the transport cannot open is INVALID_PARAMS, a stream already granted to another consumer is REJECTED — each
-// declined half answered with an empty channel and stream id 0 plus a ControlResponse that says why. A Hello for
-// another stream gets no answer; and a real consumer whose request is declined stays on the shared stream, keeps
-// receiving, and knows why.
+// W-5-1, W-5-6, W-5-9, W-10.1.2-2..-7, W-10.1.3-3..-6, §15.17, W-15.17-1, W-10.1-3, A-23, A-24, A-38, §6.5: the
+// producer validates every request for a per-consumer descriptor or control stream. A complete one on a usable
+// channel is granted (the ConsumerConfig names channel and stream); half-filled ones are INVALID_PARAMS, a shared
+// stream's id or a channel the transport cannot open is INVALID_PARAMS, a stream already granted to another
+// consumer is REJECTED (the codes mean what §4.11 says, W-15.17-1: malformed vs refused by policy) — each declined
+// half answered with an empty channel and stream id 0 plus a ControlResponse that says why; the empty channel is
+// var data of length 0, "absent" (W-10.1-3), which decodes as an empty string. A Hello for another stream gets no
+// answer; and a real consumer whose request is declined stays on the shared stream, keeps receiving, and knows why.
 TEST(ClientControl, PerConsumerStreamRequestsAreValidatedGrantedOrDeclinedWithAReason) {
     constexpr uint32_t kRealConsumerId = 4242;
     BusRoot bus;
@@ -253,4 +254,93 @@ TEST(ClientControl, ProducerCountsLiveConsumersAndDropsAKilledOneAfterTheStaleTi
     EXPECT_EQ(procs.wait(survivor, 30), ChildResult::ok());
     std::printf("[ figures  ] killed consumer forgotten %lld ms after its last loop turn (stale time %lld ms)\n",
                 static_cast<long long>(forgotten_after_ms), static_cast<long long>(kStaleNs / 1'000'000));
+}
+
+// W-5-7, W-5-6: a granted per-consumer control stream takes only FrameProgress away from the shared control stream;
+// the consumer stays subscribed to the shared one for every other control message. In one process for exact
+// control: once consumer 77 reads progress from its own stream 2201, a ControlResponse naming it that arrives on the
+// shared stream (1000) must still reach it — a consumer that moved its whole control subscription to 2201 would
+// never hear of it.
+TEST(ClientControl, W_5_7_GrantedControlStreamStillTakesOtherControlMessagesFromTheSharedStream) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
+    ASSERT_TRUE(producer.ok()) << producer.error().message();
+    Producer& p = **producer;
+    ConsumerConfig cfg = test_consumer_config(shm_dir.path());
+    cfg.consumer_id = 77;
+    cfg.supports_progress = true;
+    cfg.control_request = {"ipc:tensorpool", 2201};
+    auto consumer = Consumer::create(hub, cfg);
+    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
+    Consumer& c = **consumer;
+    auto shared = hub.add_publication("ipc:tensorpool", 1000);
+    ASSERT_TRUE(shared.ok()) << shared.error().message();
+    auto spin = [&](auto pred) {
+        return wait_until([&] {
+            p.do_work(monotonic_ns());
+            c.do_work(monotonic_ns());
+            return pred();
+        }, 10s);
+    };
+    ASSERT_TRUE(spin([&] { return c.streams().per_consumer_control; })) << c.last_control_response();
+    ASSERT_EQ(c.streams().control_stream_id, 2201);
+    ASSERT_EQ(c.last_control_response(), "");  // granted: nothing was declined
+
+    // no correlation id to echo (0); the text names the consumer.
+    std::vector<uint8_t> buf(256);
+    wc::ControlResponse::Encoder e;
+    ASSERT_TRUE(e.wrap_and_apply_header(buf.data(), buf.size()).ok());
+    e.correlationId(0).code(wc::ResponseCode::INVALID_PARAMS).errorMessage(std::string_view("consumer 77: probe"));
+    const auto n = e.finish();
+    ASSERT_TRUE(n.ok());
+    ASSERT_TRUE((*shared)->offer(std::span<const uint8_t>(buf.data(), *n)).ok());
+
+    EXPECT_TRUE(spin([&] { return c.last_control_response() == "consumer 77: probe"; })) << c.last_control_response();
+    // ... and progress still comes from the granted stream.
+    EXPECT_TRUE(c.streams().per_consumer_control);
+    EXPECT_EQ(c.streams().control_channel, "ipc:tensorpool");
+    EXPECT_EQ(c.streams().control_stream_id, 2201);
+}
+
+// W-10.1.2-1: a consumer says Hello at startup — on its first do_work, not one hello period later (10 s here, so a
+// consumer that waited for the period would not be heard within the test) — and not again until the period ends.
+TEST(ClientControl, W_10_1_2_1_HelloIsSentOnTheFirstDoWork) {
+    BusRoot bus;
+    TempDir shm_dir("/dev/shm");
+    transport::TransportHub hub(bus.options());
+    // Subscribed before the consumer's publication exists, so its first message is read (ipc: a publisher that
+    // attaches later is read from its first message).
+    auto sub = hub.add_subscription("ipc:tensorpool", 1000);
+    ASSERT_TRUE(sub.ok()) << sub.error().message();
+    ConsumerConfig cfg = test_consumer_config(shm_dir.path());
+    cfg.consumer_id = 77;
+    cfg.hello_period_ns = 10'000'000'000;
+    auto consumer = Consumer::create(hub, cfg);
+    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
+    Consumer& c = **consumer;
+
+    int hellos = 0, others = 0;
+    auto drain = [&](std::chrono::milliseconds settle) {
+        const auto end = Clock::now() + settle;
+        while (Clock::now() < end) {
+            if ((*sub)->poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+                    auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
+                    if (!d) return;
+                    ++(d->consumerId() == 77 && d->streamId() == 10000 ? hellos : others);
+                }, 16) == 0) {
+                pause_for(100us);
+            }
+        }
+    };
+    drain(50ms);
+    ASSERT_EQ(hellos, 0);  // nothing before the first do_work
+    c.do_work(monotonic_ns());
+    drain(200ms);
+    EXPECT_EQ(hellos, 1);
+    c.do_work(monotonic_ns());
+    drain(200ms);
+    EXPECT_EQ(hellos, 1) << "a second Hello within the hello period";
+    EXPECT_EQ(others, 0);
 }

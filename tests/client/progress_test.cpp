@@ -3,6 +3,7 @@
 // frame, STARTED -> PROGRESS... -> COMPLETE with a count that never decreases and never exceeds values_len, and
 // every prefix it proves untorn holds exactly the frame's first bytes. A frame whose progress breaks the rules is
 // dropped even when its descriptor arrives.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include "client_test_support.hpp"
@@ -333,5 +334,253 @@ TEST(ClientProgress, ThrottledByMergedHintsAndARuleBreakingFrameIsDropped) {
     // A claim made without a shape has no layout in the slot yet: progress() refuses it.
     ASSERT_TRUE(p.try_claim(kFrameBytes, claim).committed());
     EXPECT_FALSE(claim.progress(1024));
+    claim.abort();
+}
+
+namespace {
+
+// One producer and its consumers in this process, on one bus, for exact control of who reads what when.
+struct InProcess {
+    BusRoot bus;
+    TempDir shm_dir{"/dev/shm"};
+    transport::TransportHub hub{bus.options()};
+    std::unique_ptr<Producer> producer;
+    std::vector<std::unique_ptr<Consumer>> consumers;
+
+    ::testing::AssertionResult start(const std::vector<ConsumerConfig>& configs) {
+        auto p = Producer::create(hub, progress_producer_config(shm_dir.path()));
+        if (!p) return ::testing::AssertionFailure() << "Producer::create: " << p.error().message();
+        producer = std::move(*p);
+        for (ConsumerConfig cfg : configs) {
+            cfg.allowed_dirs = {shm_dir.path()};
+            auto c = Consumer::create(hub, cfg);
+            if (!c) return ::testing::AssertionFailure() << "Consumer::create: " << c.error().message();
+            consumers.push_back(std::move(*c));
+        }
+        return ::testing::AssertionSuccess();
+    }
+    template <class Pred>
+    bool spin(Pred pred) {
+        return wait_until([&] {
+            producer->do_work(monotonic_ns());
+            for (auto& c : consumers) c->do_work(monotonic_ns());
+            return pred();
+        }, 10s);
+    }
+    bool all_mapped() const {
+        return std::all_of(consumers.begin(), consumers.end(),
+                           [](const auto& c) { return c->state() == MappingState::mapped; });
+    }
+};
+
+ConsumerConfig progress_consumer_config(uint32_t consumer_id, bool supports_progress) {
+    ConsumerConfig c = test_consumer_config("/dev/shm");  // allowed_dirs is set by InProcess::start
+    c.consumer_id = consumer_id;
+    c.supports_progress = supports_progress;
+    return c;
+}
+
+}  // namespace
+
+// W-5-8 (and W-5-6): a per-consumer control stream carries FrameProgress and nothing else. A subscription on the
+// granted stream, made before anyone publishes there, sees every message the producer ever sends on it while the
+// consumer says Hello every 10 ms (so any reply to a Hello sent there would be seen too) and three frames are
+// claimed, reported and committed: all FrameProgress, at least STARTED and COMPLETE for each frame.
+TEST(ClientProgress, W_5_8_PerConsumerControlStreamCarriesOnlyFrameProgress) {
+    InProcess t;
+    auto eavesdrop = t.hub.add_subscription("ipc:tensorpool", 2201);
+    ASSERT_TRUE(eavesdrop.ok()) << eavesdrop.error().message();
+    ConsumerConfig cfg = progress_consumer_config(77, true);
+    cfg.control_request = {"ipc:tensorpool", 2201};
+    cfg.hello_period_ns = 10'000'000;
+    ASSERT_TRUE(t.start({cfg}));
+    Producer& p = *t.producer;
+    Consumer& c = *t.consumers[0];
+    ASSERT_TRUE(t.spin([&] { return t.all_mapped() && c.streams().per_consumer_control; }))
+        << c.last_control_response();
+    ASSERT_EQ(c.streams().control_stream_id, 2201);
+
+    std::size_t progress = 0;
+    std::vector<uint16_t> other_templates;
+    auto drain = [&] {
+        (*eavesdrop)->poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+            auto h = wire::MessageHeader::read(m.data(), m.size());
+            if (h && h->schemaId == wc::FrameProgress::kSchemaId && h->templateId == wc::FrameProgress::kTemplateId) {
+                ++progress;
+            } else {
+                other_templates.push_back(h ? h->templateId : 0xFFFF);
+            }
+        }, 64);
+    };
+    for (int i = 0; i < 3; ++i) {
+        FrameClaim claim;
+        ASSERT_TRUE(p.try_claim(progress_shape(), kFrameBytes, claim).committed());
+        ASSERT_TRUE(claim.progress(kFrameBytes / 2));
+        ASSERT_TRUE(claim.commit().committed());
+        drain();
+    }
+    // More Hellos (answered or not) and the producer's periodic traffic, for a while.
+    const auto end = Clock::now() + 200ms;
+    while (Clock::now() < end) {
+        t.spin([] { return true; });
+        drain();
+        pause_for(1ms);
+    }
+    EXPECT_TRUE(other_templates.empty()) << other_templates.size() << " other messages, the first with templateId "
+                                         << other_templates.front();
+    EXPECT_GE(progress, 6u);
+}
+
+// W-10.2.2-3: a consumer without progress support never sees FrameProgress — not even the reports the producer
+// sends on the shared control stream it also reads (for A, which supports progress but has no control stream of
+// its own) — and gets the frame from its FrameDescriptor as usual.
+TEST(ClientProgress, W_10_2_2_3_AConsumerWithoutProgressSupportIgnoresFrameProgress) {
+    InProcess t;
+    ASSERT_TRUE(t.start({progress_consumer_config(1, true), progress_consumer_config(2, false)}));
+    Producer& p = *t.producer;
+    Consumer& a = *t.consumers[0];
+    Consumer& b = *t.consumers[1];
+    ASSERT_TRUE(t.spin([&] {
+        return t.all_mapped() && p.consumers().stats().consumers == 2 && p.consumers().progress().enabled &&
+               p.consumers().progress().on_shared;
+    }));
+
+    int a_reports = 0, b_reports = 0, a_frames = 0, b_frames = 0;
+    auto drain = [&] {
+        for (int i = 0; i < 20; ++i) {
+            a.poll_progress([&](const ProgressView&) { ++a_reports; }, 64);
+            b.poll_progress([&](const ProgressView&) { ++b_reports; }, 64);
+            a.do_work(monotonic_ns());
+            b.do_work(monotonic_ns());  // drains the shared control stream, FrameProgress included
+            a.poll_frames([&](const FrameView& f) { a_frames += f.still_valid() ? 1 : 0; }, 64);
+            b.poll_frames([&](const FrameView& f) { b_frames += f.still_valid() ? 1 : 0; }, 64);
+        }
+    };
+    FrameClaim claim;
+    ASSERT_TRUE(p.try_claim(progress_shape(), kFrameBytes, claim).committed());
+    ASSERT_TRUE(claim.progress(64 * 1024));
+    drain();
+    EXPECT_GE(a.stats().progress_accepted, 1u);
+    EXPECT_GE(a_reports, 1);
+    EXPECT_EQ(b_reports, 0);
+    EXPECT_EQ(b.stats().progress_accepted, 0u);
+    EXPECT_EQ(b.stats().progress_ignored, 0u);
+    EXPECT_EQ(b.stats().progress_violations, 0u);
+
+    ASSERT_TRUE(claim.commit().committed());
+    drain();
+    EXPECT_EQ(b_frames, 1);
+    EXPECT_EQ(b.stats().frames_accepted, 1u);
+    EXPECT_EQ(b.stats().drops_invalid, 0u);
+    EXPECT_EQ(b_reports, 0);
+    EXPECT_EQ(b.stats().progress_accepted + b.stats().progress_ignored + b.stats().progress_violations, 0u);
+    EXPECT_EQ(a_frames, 1);
+}
+
+// W-10.2.2-6, W-8-17: with progress_unit ROWS, a progress_stride_bytes that disagrees with the real row stride
+// (512 where rows are 1024 bytes apart), or is 0, makes the frame unusable: the consumer hands no report of it to
+// the progress handler and drops the frame even though its FrameDescriptor arrives. The bad stride is forged into
+// the slot of a frame claimed with a good shape (in the header ring file, between try_claim and the consumer's first
+// read), so the test does not depend on whether the producer would publish such a shape; the commit then rewrites
+// the good header, so the drop is proven to come from what the progress reader saw.
+TEST(ClientProgress, W_10_2_2_6_InconsistentProgressStrideDropsTheFrame) {
+    InProcess t;
+    ASSERT_TRUE(t.start({progress_consumer_config(1, true)}));
+    Producer& p = *t.producer;
+    Consumer& c = *t.consumers[0];
+    ASSERT_TRUE(t.spin([&] { return t.all_mapped() && p.consumers().progress().enabled; }));
+    auto ring_path = shm::parse_region_uri(p.header_region_uri());
+    ASSERT_TRUE(ring_path.ok()) << ring_path.error().message();
+    const int fd = ::open(ring_path->path.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << ring_path->path;
+    // progressStrideBytes inside a header slot: the SlotHeader block, headerBytes' u32 length, the embedded
+    // TensorHeader's message header, then its field.
+    constexpr std::size_t kStrideInSlot = wc::SlotHeader::kBlockLength + 4 + wire::MessageHeader::kSize +
+                                          wc::TensorHeader::Offsets::progressStrideBytes;
+
+    int reports = 0, frames = 0;
+    auto drain = [&] {
+        for (int i = 0; i < 20; ++i) {
+            c.poll_progress([&](const ProgressView&) { ++reports; }, 64);
+            c.poll_frames([&](const FrameView& f) { frames += f.still_valid() ? 1 : 0; }, 64);
+        }
+    };
+    uint64_t bad = 0;
+    for (const uint32_t stride : {512u, 0u}) {
+        SCOPED_TRACE("progress_stride_bytes " + std::to_string(stride));
+        FrameClaim claim;
+        ASSERT_TRUE(p.try_claim(progress_shape(), kFrameBytes, claim).committed());
+        const uint32_t index = shm::header_index(claim.seq(), p.config().header_nslots);
+        const off_t at = static_cast<off_t>(shm::header_slot_offset(index) + kStrideInSlot);
+        uint32_t was = 0;
+        ASSERT_EQ(::pread(fd, &was, sizeof was, at), static_cast<ssize_t>(sizeof was));
+        ASSERT_EQ(was, progress_shape().progress_stride_bytes) << "not the progressStrideBytes field";
+        ASSERT_EQ(::pwrite(fd, &stride, sizeof stride, at), static_cast<ssize_t>(sizeof stride));
+        ASSERT_TRUE(claim.progress(kFrameBytes / 2));
+        drain();
+        ++bad;
+        EXPECT_EQ(reports, 0);
+        EXPECT_EQ(c.stats().progress_violations, bad);
+        EXPECT_EQ(c.stats().progress_accepted, 0u);
+        ASSERT_TRUE(claim.commit().committed());
+        drain();
+        EXPECT_EQ(frames, 0);
+        EXPECT_EQ(c.stats().frames_accepted, 0u);
+        EXPECT_EQ(c.stats().drops_invalid, bad);
+    }
+    ::close(fd);
+}
+
+// W-10.2.2-9, W-10.2.2-10: COMPLETE says nothing about visibility and is no FrameDescriptor. A forged COMPLETE and a
+// forged FrameDescriptor for a frame whose slot is still IN-PROGRESS (claimed, never committed) must not make the
+// consumer deliver it: the seq_commit check refuses the slot and the frame counts as late.
+TEST(ClientProgress, W_10_2_2_9_CompleteBeforeCommitIsNotACommittedFrame) {
+    InProcess t;
+    ASSERT_TRUE(t.start({progress_consumer_config(1, true)}));
+    Producer& p = *t.producer;
+    Consumer& c = *t.consumers[0];
+    ASSERT_TRUE(t.spin([&] { return t.all_mapped() && p.consumers().progress().enabled; }));
+    auto control = t.hub.add_publication("ipc:tensorpool", 1000);
+    ASSERT_TRUE(control.ok()) << control.error().message();
+    auto descriptors = t.hub.add_publication("ipc:tensorpool", 1100);
+    ASSERT_TRUE(descriptors.ok()) << descriptors.error().message();
+
+    std::vector<wc::FrameProgressState> states;
+    int frames = 0;
+    auto drain = [&] {
+        for (int i = 0; i < 20; ++i) {
+            c.poll_progress([&](const ProgressView& v) { states.push_back(v.state()); }, 64);
+            c.poll_frames([&](const FrameView& f) { frames += f.still_valid() ? 1 : 0; }, 64);
+        }
+    };
+    FrameClaim claim;
+    ASSERT_TRUE(p.try_claim(progress_shape(), kFrameBytes, claim).committed());
+    const uint64_t seq = claim.seq();
+    drain();  // STARTED first, so the forged COMPLETE cannot overtake it (another publisher, no order between them)
+    ASSERT_EQ(states, std::vector<wc::FrameProgressState>{wc::FrameProgressState::STARTED});
+
+    uint8_t buf[128];
+    wc::FrameProgress::Encoder fp;
+    ASSERT_TRUE(fp.wrap_and_apply_header(buf, sizeof buf).ok());
+    fp.streamId(10000).epoch(p.epoch()).seq(seq).payloadBytesFilled(kFrameBytes);
+    fp.state(wc::FrameProgressState::COMPLETE);
+    auto n = fp.finish();
+    ASSERT_TRUE(n.ok());
+    ASSERT_TRUE((*control)->offer(std::span<const uint8_t>(buf, *n)).ok());
+    drain();
+    ASSERT_EQ(states.back(), wc::FrameProgressState::COMPLETE);  // handed over: provisional, as every report
+
+    wc::FrameDescriptor::Encoder fd;
+    ASSERT_TRUE(fd.wrap_and_apply_header(buf, sizeof buf).ok());
+    fd.streamId(10000).epoch(p.epoch()).seq(seq).timestampNs(wc::FrameDescriptor::Encoder::timestampNsNullValue());
+    fd.metaVersion(0).traceId(0);
+    n = fd.finish();
+    ASSERT_TRUE(n.ok());
+    ASSERT_TRUE((*descriptors)->offer(std::span<const uint8_t>(buf, *n)).ok());
+    drain();
+    EXPECT_EQ(frames, 0);
+    EXPECT_EQ(c.stats().frames_accepted, 0u);
+    EXPECT_EQ(c.stats().drops_late, 1u);
+    EXPECT_EQ(c.stats().drops_invalid, 0u);
     claim.abort();
 }

@@ -181,6 +181,9 @@ def code_mask(text: str) -> list[bool]:
             delim = text[i + 2 : k]
             j = text.find(")" + delim + '"', k)
             j = n if j < 0 else j + len(delim) + 2
+        elif c == "'" and 0 < i < n - 1 and text[i - 1].isalnum() and text[i + 1].isalnum():
+            i += 1  # a digit separator (131'072), not a character literal
+            continue
         elif c in "\"'":
             j = i + 1
             while j < n and text[j] != c and text[j] != "\n":
