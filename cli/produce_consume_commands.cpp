@@ -153,7 +153,12 @@ int run_produce(const ProduceOptions& o) {
             bench::fill_frame(claim.payload(), claim.seq());
             client::FrameOptions fo;
             fo.publish_timestamp = o.publish_timestamps;
-            if (claim.commit(shape, fo).committed()) ++sent;
+            const auto c = claim.commit(shape, fo);
+            if (c.outcome == client::PublishOutcome::invalid) {
+                std::fprintf(stderr, "produce: frame refused: %s\n", p.invalid_reason());
+                return 2;
+            }
+            if (c.committed()) ++sent;
         }
         next = period > 0 ? next + period : now;
     }

@@ -58,7 +58,11 @@ bool FrameClaim::progress(uint64_t bytes_filled) noexcept {
 PublishResult FrameClaim::commit() noexcept { return commit(options_); }
 
 PublishResult FrameClaim::commit(const FrameOptions& options) noexcept {
-    if (producer_ == nullptr || !has_shape_) return {PublishOutcome::invalid, seq_};
+    if (producer_ == nullptr) return {PublishOutcome::invalid, seq_};  // no open claim: nobody to tell why
+    if (!has_shape_) {
+        producer_->set_invalid_reason("commit() of a claim made without a shape: use commit(shape, options)");
+        return {PublishOutcome::invalid, seq_};
+    }
     return commit(producer_->image_shape_, options);
 }
 
@@ -67,7 +71,11 @@ PublishResult FrameClaim::commit(const TensorShape& shape, const FrameOptions& o
     // A claim made with a shape has its layout in the slot already, where progress readers use it while the slot
     // is IN-PROGRESS; rewriting it now could hand them a mix of two layouts that the seqlock cannot see (the word
     // stays seq << 1 until the commit). So the shape may not change; the claim stays open.
-    if (has_shape_ && !same_shape(shape, producer_->image_shape_)) return {PublishOutcome::invalid, seq_};
+    if (has_shape_ && !same_shape(shape, producer_->image_shape_)) {
+        producer_->set_invalid_reason("commit(shape): the claim was made with another shape, which progress readers "
+                                      "may already be using; commit with that shape or abort");
+        return {PublishOutcome::invalid, seq_};
+    }
     Producer* p = std::exchange(producer_, nullptr);
     p->claim_open_ = false;
     return p->finish_frame(pool_index_, seq_, static_cast<uint32_t>(payload_.size()), shape, options);
@@ -201,6 +209,10 @@ Status Producer::open(int64_t now_ns) {
     return {};
 }
 
+void Producer::set_invalid_reason(const char* why) noexcept {
+    std::snprintf(invalid_reason_.data(), invalid_reason_.size(), "%s", why);
+}
+
 int Producer::pool_for(std::size_t length) const noexcept {
     for (std::size_t i = 0; i < pools_.size(); ++i) {
         if (pools_[i].config.stride_bytes >= length) return static_cast<int>(i);  // smallest fit (W-9-3)
@@ -210,7 +222,10 @@ int Producer::pool_for(std::size_t length) const noexcept {
 
 PublishResult Producer::offer(const TensorShape& shape, std::span<const std::byte> payload,
                               const FrameOptions& options) noexcept {
-    if (claim_open_) return {PublishOutcome::invalid, next_seq_};
+    if (claim_open_) {
+        set_invalid_reason("offer() while a claim is open: commit or abort the claim first");
+        return {PublishOutcome::invalid, next_seq_};
+    }
     const int p = pool_for(payload.size());
     if (p < 0 || payload.size() > UINT32_MAX) {
         ++stats_.frames_no_pool;
@@ -240,7 +255,10 @@ PublishResult Producer::try_claim(const TensorShape& shape, uint32_t length, Fra
 PublishResult Producer::claim_slot(uint32_t length, FrameClaim& claim, const TensorShape* shape,
                                    const FrameOptions& options) noexcept {
     claim.abort();
-    if (claim_open_) return {PublishOutcome::invalid, next_seq_};
+    if (claim_open_) {
+        set_invalid_reason("try_claim() while another claim is open: commit or abort it first");
+        return {PublishOutcome::invalid, next_seq_};
+    }
     const int p = pool_for(length);
     if (p < 0) {
         ++stats_.frames_no_pool;
@@ -304,7 +322,7 @@ bool Producer::prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length,
             }
         }
         if (!s) {
-            std::snprintf(invalid_reason_.data(), invalid_reason_.size(), "%s", s.error().message());
+            set_invalid_reason(s.error().message());
             ++stats_.frames_invalid;
             return false;
         }

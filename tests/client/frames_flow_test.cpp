@@ -434,6 +434,16 @@ TEST(ClientFramesFlow, W_8_11_W_8_15_ProducerRefusesATensorDescriptionConsumersW
     EXPECT_EQ(p.stats().frames_committed, 0u);
     EXPECT_EQ(drain<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 0);
 
+    // Misuse is refused with a reason too.
+    FrameClaim unshaped;
+    ASSERT_TRUE(p.try_claim(64, unshaped).committed());
+    EXPECT_EQ(unshaped.commit().outcome, PublishOutcome::invalid);
+    EXPECT_NE(std::string(p.invalid_reason()).find("without a shape"), std::string::npos) << p.invalid_reason();
+    EXPECT_EQ(p.offer(byte_shape(64), payload).outcome, PublishOutcome::invalid);
+    EXPECT_NE(std::string(p.invalid_reason()).find("claim is open"), std::string::npos) << p.invalid_reason();
+    unshaped.abort();
+    EXPECT_EQ(p.stats().frames_invalid, refused) << "misuse is not an invalid frame";
+
     // The good shape after them: published as seq 0.
     const PublishResult ok = p.offer(byte_shape(64), payload);
     EXPECT_TRUE(ok.committed());

@@ -187,6 +187,7 @@ private:
     Producer(transport::TransportHub& hub, ProducerConfig config);
     Status open(int64_t now_ns);
     int pool_for(std::size_t length) const noexcept;
+    void set_invalid_reason(const char* why) noexcept;
     PublishResult claim_slot(uint32_t length, FrameClaim& claim, const TensorShape* shape,
                              const FrameOptions& options) noexcept;
     PublishResult finish_frame(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
