@@ -212,3 +212,67 @@ TEST(ClientConsumerRegistry, W_10_1_2_9_ZeroMaxRateIsUnlimited) {
     offer_three(2'000'000'000);
     EXPECT_EQ(registry.stats().descriptors_rate_capped, 2u);  // 40 ms apart at 25 Hz: only the first goes
 }
+
+// W-15.17-1, W-5-9, W-10.1.3-5: a producer configured to grant no per-consumer streams answers a request for one
+// with UNSUPPORTED (the request is well formed; this producer just does not do it), an empty channel and stream id
+// 0 in the ConsumerConfig, and a message that says so; a malformed request (half a channel) is INVALID_PARAMS
+// whatever the policy.
+TEST(ClientConsumerRegistry, W_15_17_1_AProducerWithoutPerConsumerStreamsAnswersUnsupported) {
+    BusRoot bus;
+    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
+    auto control = hub.add_publication(kChannel, 1000);
+    ASSERT_TRUE(control) << control.error().message();
+    auto replies = hub.add_subscription(kChannel, 1000);
+    ASSERT_TRUE(replies) << replies.error().message();
+    ConsumerRegistryConfig rc;
+    rc.stream_id = kStream;
+    rc.shared.channel = kChannel;
+    rc.allow_per_consumer_streams = false;
+    ConsumerRegistry registry(hub, rc);
+    struct Reply {
+        wc::ResponseCode code;
+        std::string message;
+    };
+    auto answer = [&](const std::vector<uint8_t>& m, int64_t now) {
+        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
+        EXPECT_TRUE(d) << d.error().message();
+        registry.on_hello(*d, now, **control);
+        std::vector<Reply> responses;
+        int configs = 0;
+        (*replies)->poll([&](std::span<const uint8_t> msg, const transport::MessageInfo&) {
+            if (auto c = wc::ConsumerConfig::Decoder::wrap(msg.data(), msg.size())) {
+                ++configs;
+                EXPECT_EQ(c->descriptorStreamId(), 0u);
+                EXPECT_EQ(c->descriptorChannel(), "");
+            } else if (auto r = wc::ControlResponse::Decoder::wrap(msg.data(), msg.size())) {
+                responses.push_back({r->code(), std::string(r->errorMessage())});
+            }
+        }, 64);
+        EXPECT_EQ(configs, 1);
+        return responses;
+    };
+
+    auto r = answer(hello(1, 2001, 0), 1);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].code, wc::ResponseCode::UNSUPPORTED);
+    EXPECT_NE(r[0].message.find("grants no per-consumer streams"), std::string::npos) << r[0].message;
+    EXPECT_EQ(registry.stats().grants, 0u);
+    EXPECT_EQ(registry.stats().declines, 1u);
+
+    // Half a request (a stream id without a channel) is malformed before it is a policy question.
+    std::vector<uint8_t> half(512);
+    wc::ConsumerHello::Encoder e;
+    (void)e.wrap_and_apply_header(half.data(), half.size());
+    e.streamId(kStream).consumerId(2).supportsShm(wc::Bool::TRUE).supportsProgress(wc::Bool::FALSE);
+    e.mode(wc::Mode::STREAM).maxRateHz(0).expectedLayoutVersion(1);
+    e.progressIntervalUs(e.progressIntervalUsNullValue()).progressBytesDelta(e.progressBytesDeltaNullValue());
+    e.progressMajorDeltaUnits(e.progressMajorDeltaUnitsNullValue());
+    e.descriptorStreamId(2003).controlStreamId(0).descriptorChannel(std::string()).controlChannel(std::string());
+    auto n = e.finish();
+    ASSERT_TRUE(n.ok());
+    half.resize(*n);
+    r = answer(half, 2);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].code, wc::ResponseCode::INVALID_PARAMS);
+    EXPECT_NE(r[0].message.find("W-10.1.2-4"), std::string::npos) << r[0].message;
+}
