@@ -540,6 +540,73 @@ inline ConsumerConfig test_consumer_config(const std::string& allowed_dir) {
     return c;
 }
 
+// A 1-D UINT8 tensor of `n` bytes, strides inferred.
+inline shm::TensorShape byte_shape(int32_t n) {
+    shm::TensorShape t;
+    t.dtype = wire::control::Dtype::UINT8;
+    t.major_order = wire::control::MajorOrder::ROW;
+    t.ndims = 1;
+    t.dims = {n};
+    return t;
+}
+
+// A producer and its consumers in this process, on one private bus and SHM directory, driven by the test's own loop
+// (no threads, no children): for tests whose subject is a message, a counter or an exact interleaving rather than
+// process isolation. Taps the test adds to `hub` before start() see the agents' very first messages.
+struct InProcess {
+    BusRoot bus;
+    TempDir shm_dir{"/dev/shm"};
+    transport::TransportHub hub{bus.options()};
+    std::unique_ptr<Producer> producer;
+    std::vector<std::unique_ptr<Consumer>> consumers;
+
+    // The producer's shm_base_dir and every consumer's allowed_dirs are set to shm_dir. Returns "" or what failed,
+    // so that ASSERT_EQ(t.start(...), "") shows it.
+    std::string start(ProducerConfig pc, const std::vector<ConsumerConfig>& configs) {
+        pc.shm_base_dir = shm_dir.path();
+        auto p = Producer::create(hub, pc);
+        if (!p) return std::string("Producer::create: ") + p.error().message();
+        producer = std::move(*p);
+        for (ConsumerConfig cfg : configs) {
+            cfg.allowed_dirs = {shm_dir.path()};
+            auto c = Consumer::create(hub, cfg);
+            if (!c) return std::string("Consumer::create: ") + c.error().message();
+            consumers.push_back(std::move(*c));
+        }
+        return "";
+    }
+    std::string start(const std::vector<ConsumerConfig>& configs) { return start(test_producer_config("", 64), configs); }
+
+    Producer& p() { return *producer; }
+    Consumer& c(std::size_t i = 0) { return *consumers.at(i); }
+
+    // Turns until `pred` holds (true) or 10 s pass (false); each turn runs every agent's do_work, then `turn`
+    // (a poll_frames, say).
+    template <class Pred, class Turn>
+    bool spin(Pred pred, Turn turn) {
+        return wait_until([&] {
+            producer->do_work(monotonic_ns());
+            for (auto& c : consumers) c->do_work(monotonic_ns());
+            turn();
+            return pred();
+        }, 10s);
+    }
+    template <class Pred>
+    bool spin(Pred pred) {
+        return spin(pred, [] {});
+    }
+    bool all_mapped() const {
+        return std::all_of(consumers.begin(), consumers.end(),
+                           [](const auto& c) { return c->state() == MappingState::mapped; });
+    }
+    // Why the consumers are not mapped, for a failed assertion.
+    std::string mapping_errors() const {
+        std::string out;
+        for (const auto& c : consumers) out += c->last_mapping_error() + "; ";
+        return out;
+    }
+};
+
 inline void mirror_consumer(const Consumer& c, ConsumerShared& sh, std::string& last_error) {
     const ConsumerStats& st = c.stats();
     sh.frames_accepted.store(st.frames_accepted, std::memory_order_relaxed);

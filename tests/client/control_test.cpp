@@ -262,28 +262,16 @@ TEST(ClientControl, ProducerCountsLiveConsumersAndDropsAKilledOneAfterTheStaleTi
 // shared stream (1000) must still reach it — a consumer that moved its whole control subscription to 2201 would
 // never hear of it.
 TEST(ClientControl, W_5_7_GrantedControlStreamStillTakesOtherControlMessagesFromTheSharedStream) {
-    BusRoot bus;
-    TempDir shm_dir("/dev/shm");
-    transport::TransportHub hub(bus.options());
-    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
-    ASSERT_TRUE(producer.ok()) << producer.error().message();
-    Producer& p = **producer;
-    ConsumerConfig cfg = test_consumer_config(shm_dir.path());
+    InProcess t;
+    ConsumerConfig cfg = test_consumer_config("");
     cfg.consumer_id = 77;
     cfg.supports_progress = true;
     cfg.control_request = {"ipc:tensorpool", 2201};
-    auto consumer = Consumer::create(hub, cfg);
-    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
-    Consumer& c = **consumer;
-    auto shared = hub.add_publication("ipc:tensorpool", 1000);
+    ASSERT_EQ(t.start({cfg}), "");
+    Consumer& c = t.c();
+    auto shared = t.hub.add_publication("ipc:tensorpool", 1000);
     ASSERT_TRUE(shared.ok()) << shared.error().message();
-    auto spin = [&](auto pred) {
-        return wait_until([&] {
-            p.do_work(monotonic_ns());
-            c.do_work(monotonic_ns());
-            return pred();
-        }, 10s);
-    };
+    auto spin = [&](auto pred) { return t.spin(pred); };
     ASSERT_TRUE(spin([&] { return c.streams().per_consumer_control; })) << c.last_control_response();
     ASSERT_EQ(c.streams().control_stream_id, 2201);
     ASSERT_EQ(c.last_control_response(), "");  // granted: nothing was declined

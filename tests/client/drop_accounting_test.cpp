@@ -190,15 +190,6 @@ TEST(ClientDropAccounting, ConsumerLappedFarBeyondTheGapLimitSkipsToTheNewestAnd
 
 namespace {
 
-shm::TensorShape byte_shape(int32_t n) {
-    shm::TensorShape t;
-    t.dtype = Dtype::UINT8;
-    t.major_order = MajorOrder::ROW;
-    t.ndims = 1;
-    t.dims = {n};
-    return t;
-}
-
 std::vector<uint8_t> descriptor(uint64_t epoch, uint64_t seq) {
     std::vector<uint8_t> buf(128);
     wc::FrameDescriptor::Encoder e;
@@ -217,31 +208,21 @@ std::vector<uint8_t> descriptor(uint64_t epoch, uint64_t seq) {
 // supervisor can see the losses without asking. A forged descriptor for seq 2 (seq 1 never sent, slot 2 never
 // written) makes exactly one of each.
 TEST(ClientDropAccounting, W_10_4_1_1_QosConsumerCarriesTheDropCounters) {
-    BusRoot bus;
-    TempDir shm_dir("/dev/shm");
-    transport::TransportHub hub(bus.options());
-    auto qos = hub.add_subscription("ipc:tensorpool", 1200);
-    auto forger = hub.add_publication("ipc:tensorpool", 1100);
+    InProcess t;
+    auto qos = t.hub.add_subscription("ipc:tensorpool", 1200);
+    auto forger = t.hub.add_publication("ipc:tensorpool", 1100);
     ASSERT_TRUE(qos.ok() && forger.ok());
-    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
-    ASSERT_TRUE(producer.ok()) << producer.error().message();
-    Producer& p = **producer;
-    ConsumerConfig cfg = test_consumer_config(shm_dir.path());
+    ConsumerConfig cfg = test_consumer_config("");
     cfg.consumer_id = 77;
     cfg.qos_period_ns = 50'000'000;
-    auto consumer = Consumer::create(hub, cfg);
-    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
-    Consumer& c = **consumer;
+    ASSERT_EQ(t.start({cfg}), "");
+    Producer& p = t.p();
+    Consumer& c = t.c();
     uint64_t accepted = 0;
     auto spin = [&](auto pred) {
-        return wait_until([&] {
-            p.do_work(monotonic_ns());
-            c.do_work(monotonic_ns());
-            c.poll_frames([&](const FrameView& f) { accepted += f.still_valid(); }, 8);
-            return pred();
-        }, 10s);
+        return t.spin(pred, [&] { c.poll_frames([&](const FrameView& f) { accepted += f.still_valid(); }, 8); });
     };
-    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+    ASSERT_TRUE(spin([&] { return t.all_mapped(); })) << t.mapping_errors();
 
     std::vector<std::byte> payload(64);
     ASSERT_EQ(p.offer(byte_shape(64), payload).seq, 0u);
@@ -279,33 +260,25 @@ TEST(ClientDropAccounting, W_10_4_1_1_QosConsumerCarriesTheDropCounters) {
 // the next announce of the same epoch, and restarts seq tracking, so the next frame is no gap. The producer sends
 // its descriptors to a side stream; the test relays them and keeps them, to send one again.
 TEST(ClientDropAccounting, W_15_2_4_DescriptorSeqGoingBackwardsWithinTheEpochRemaps) {
-    BusRoot bus;
-    TempDir shm_dir("/dev/shm");
-    transport::TransportHub hub(bus.options());
-    auto from = hub.add_subscription("ipc:tensorpool", 1101);
-    auto to = hub.add_publication("ipc:tensorpool", 1100);
+    InProcess t;
+    auto from = t.hub.add_subscription("ipc:tensorpool", 1101);
+    auto to = t.hub.add_publication("ipc:tensorpool", 1100);
     ASSERT_TRUE(from.ok() && to.ok());
-    ProducerConfig pcfg = test_producer_config(shm_dir.path(), 64);
+    ProducerConfig pcfg = test_producer_config("", 64);
     pcfg.channels.descriptor_stream = 1101;
-    auto producer = Producer::create(hub, pcfg);
-    ASSERT_TRUE(producer.ok()) << producer.error().message();
-    Producer& p = **producer;
-    auto consumer = Consumer::create(hub, test_consumer_config(shm_dir.path()));
-    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
-    Consumer& c = **consumer;
+    ASSERT_EQ(t.start(pcfg, {test_consumer_config("")}), "");
+    Producer& p = t.p();
+    Consumer& c = t.c();
     uint64_t accepted = 0;
     uint64_t last_accepted = 0;
     auto spin = [&](auto pred) {
-        return wait_until([&] {
-            p.do_work(monotonic_ns());
-            c.do_work(monotonic_ns());
+        return t.spin(pred, [&] {
             c.poll_frames([&](const FrameView& f) {
                 if (!f.still_valid()) return;
                 ++accepted;
                 last_accepted = f.seq();
             }, 16);
-            return pred();
-        }, 10s);
+        });
     };
     std::vector<std::vector<uint8_t>> kept;  // every descriptor, by seq
     auto relay = [&] {
@@ -316,7 +289,7 @@ TEST(ClientDropAccounting, W_15_2_4_DescriptorSeqGoingBackwardsWithinTheEpochRem
     };
     std::vector<std::byte> payload(64);
     auto publish = [&] { return p.offer(byte_shape(64), payload).committed(); };
-    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+    ASSERT_TRUE(spin([&] { return t.all_mapped(); })) << t.mapping_errors();
 
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(publish());
     relay();

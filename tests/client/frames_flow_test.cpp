@@ -135,16 +135,6 @@ TEST(ClientFramesFlow, OfferAndClaimFramesArriveWithLayoutPayloadAndConsistentSt
 
 namespace {
 
-// A 1-D UINT8 tensor of `n` bytes, strides inferred.
-shm::TensorShape byte_shape(int32_t n) {
-    shm::TensorShape t;
-    t.dtype = Dtype::UINT8;
-    t.major_order = MajorOrder::ROW;
-    t.ndims = 1;
-    t.dims = {n};
-    return t;
-}
-
 // Polls `sub` and hands every message that decodes as M to `fn` (other templates on the same stream are skipped).
 template <class M, class Fn>
 int drain(transport::Subscription& sub, Fn&& fn) {
@@ -166,27 +156,17 @@ int drain(transport::Subscription& sub, Fn&& fn) {
 // configured) 0xFFFFFFFF — except FrameDescriptor.traceId, whose "absent" is 0, not the codec's all-ones
 // null (docs/wire-codecs.md): writing the generic null there would tell every reader the frame is traced.
 TEST(ClientFramesFlow, W_10_1_1_AbsentOptionalFieldsAreWrittenAsTheirNullValue) {
-    BusRoot bus;
-    TempDir shm_dir("/dev/shm");
-    transport::TransportHub hub(bus.options());
+    InProcess t;
     // Taps first, so they see the very first QosProducer and Hello.
-    auto descriptors = hub.add_subscription("ipc:tensorpool", 1100);
-    auto qos = hub.add_subscription("ipc:tensorpool", 1200);
-    auto control = hub.add_subscription("ipc:tensorpool", 1000);
+    auto descriptors = t.hub.add_subscription("ipc:tensorpool", 1100);
+    auto qos = t.hub.add_subscription("ipc:tensorpool", 1200);
+    auto control = t.hub.add_subscription("ipc:tensorpool", 1000);
     ASSERT_TRUE(descriptors.ok() && qos.ok() && control.ok());
-    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
-    ASSERT_TRUE(producer.ok()) << producer.error().message();
-    Producer& p = **producer;
-    ConsumerConfig cfg = test_consumer_config(shm_dir.path());
+    ConsumerConfig cfg = test_consumer_config("");
     cfg.consumer_id = 77;  // and no progress_* hints
-    auto consumer = Consumer::create(hub, cfg);
-    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
-    Consumer& c = **consumer;
-    ASSERT_TRUE(wait_until([&] {
-        p.do_work(monotonic_ns());
-        c.do_work(monotonic_ns());
-        return c.state() == MappingState::mapped;
-    }, 10s)) << c.last_mapping_error();
+    ASSERT_EQ(t.start({cfg}), "");
+    Producer& p = t.p();
+    ASSERT_TRUE(t.spin([&] { return t.all_mapped(); })) << t.mapping_errors();
 
     std::vector<std::byte> payload(128, std::byte{7});
     ASSERT_EQ(p.offer(byte_shape(128), payload, FrameOptions{}).outcome, PublishOutcome::published);
@@ -219,25 +199,13 @@ TEST(ClientFramesFlow, W_10_1_1_AbsentOptionalFieldsAreWrittenAsTheirNullValue) 
 // time 584 years from now) and traceId 0 as "not traced"; set values come through as sent. The raw tap shows the
 // traceIds on the wire are 0 and 42, so the FrameView reports what was sent, not a default.
 TEST(ClientFramesFlow, W_10_1_2_A_20_NullOptionalFieldsReadAsAbsentTraceIdZeroIsNoTrace) {
-    BusRoot bus;
-    TempDir shm_dir("/dev/shm");
-    transport::TransportHub hub(bus.options());
-    auto descriptors = hub.add_subscription("ipc:tensorpool", 1100);
+    InProcess t;
+    auto descriptors = t.hub.add_subscription("ipc:tensorpool", 1100);
     ASSERT_TRUE(descriptors.ok());
-    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
-    ASSERT_TRUE(producer.ok()) << producer.error().message();
-    Producer& p = **producer;
-    auto consumer = Consumer::create(hub, test_consumer_config(shm_dir.path()));
-    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
-    Consumer& c = **consumer;
-    auto spin = [&](auto pred) {
-        return wait_until([&] {
-            p.do_work(monotonic_ns());
-            c.do_work(monotonic_ns());
-            return pred();
-        }, 10s);
-    };
-    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+    ASSERT_EQ(t.start({test_consumer_config("")}), "");
+    Producer& p = t.p();
+    Consumer& c = t.c();
+    ASSERT_TRUE(t.spin([&] { return t.all_mapped(); })) << t.mapping_errors();
 
     std::vector<std::byte> payload(64, std::byte{1});
     ASSERT_EQ(p.offer(byte_shape(64), payload, FrameOptions{}).outcome, PublishOutcome::published);
@@ -251,9 +219,8 @@ TEST(ClientFramesFlow, W_10_1_2_A_20_NullOptionalFieldsReadAsAbsentTraceIdZeroIs
         uint64_t trace_id;
     };
     std::vector<Seen> seen;
-    ASSERT_TRUE(spin([&] {
+    ASSERT_TRUE(t.spin([&] { return seen.size() == 2; }, [&] {
         c.poll_frames([&](const FrameView& f) { seen.push_back({f.publish_timestamp_ns(), f.trace_id()}); }, 8);
-        return seen.size() == 2;
     }));
     EXPECT_EQ(seen[0].publish_ts, std::nullopt);
     EXPECT_EQ(seen[0].trace_id, 0u);
@@ -319,25 +286,13 @@ TEST(ClientFramesFlow, W_10_4_2_1_QosProducerIsPeriodicAndReportsCurrentSeq) {
 // from frame to frame.
 TEST(ClientFramesFlow, W_15_7_1_W_15_7_2_A_41_DefaultTimestampsAreMonotonicInTheAnnouncedDomain) {
     constexpr int kFrames = 50;
-    BusRoot bus;
-    TempDir shm_dir("/dev/shm");
-    transport::TransportHub hub(bus.options());
-    auto announces = hub.add_subscription("ipc:tensorpool", 1001);
+    InProcess t;
+    auto announces = t.hub.add_subscription("ipc:tensorpool", 1001);
     ASSERT_TRUE(announces.ok());
-    auto producer = Producer::create(hub, test_producer_config(shm_dir.path(), 64));
-    ASSERT_TRUE(producer.ok()) << producer.error().message();
-    Producer& p = **producer;
-    auto consumer = Consumer::create(hub, test_consumer_config(shm_dir.path()));
-    ASSERT_TRUE(consumer.ok()) << consumer.error().message();
-    Consumer& c = **consumer;
-    auto spin = [&](auto pred) {
-        return wait_until([&] {
-            p.do_work(monotonic_ns());
-            c.do_work(monotonic_ns());
-            return pred();
-        }, 10s);
-    };
-    ASSERT_TRUE(spin([&] { return c.state() == MappingState::mapped; })) << c.last_mapping_error();
+    ASSERT_EQ(t.start({test_consumer_config("")}), "");
+    Producer& p = t.p();
+    Consumer& c = t.c();
+    ASSERT_TRUE(t.spin([&] { return t.all_mapped(); })) << t.mapping_errors();
     int announced = 0;
     drain<wc::ShmPoolAnnounce>(**announces, [&](const wc::ShmPoolAnnounce::Decoder& d) {
         ++announced;
@@ -356,11 +311,10 @@ TEST(ClientFramesFlow, W_15_7_1_W_15_7_2_A_41_DefaultTimestampsAreMonotonicInThe
     const uint64_t t0 = static_cast<uint64_t>(monotonic_ns());
     for (int i = 0; i < kFrames; ++i) {
         ASSERT_EQ(p.offer(byte_shape(64), payload, o).outcome, PublishOutcome::published);
-        ASSERT_TRUE(spin([&] {
+        ASSERT_TRUE(t.spin([&] { return stamps.size() == static_cast<std::size_t>(i + 1); }, [&] {
             c.poll_frames([&](const FrameView& f) {
                 stamps.push_back({f.capture_timestamp_ns(), f.publish_timestamp_ns()});
             }, 8);
-            return stamps.size() == static_cast<std::size_t>(i + 1);
         }));
     }
     const uint64_t t1 = static_cast<uint64_t>(monotonic_ns());

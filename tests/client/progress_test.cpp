@@ -339,42 +339,8 @@ TEST(ClientProgress, ThrottledByMergedHintsAndARuleBreakingFrameIsDropped) {
 
 namespace {
 
-// One producer and its consumers in this process, on one bus, for exact control of who reads what when.
-struct InProcess {
-    BusRoot bus;
-    TempDir shm_dir{"/dev/shm"};
-    transport::TransportHub hub{bus.options()};
-    std::unique_ptr<Producer> producer;
-    std::vector<std::unique_ptr<Consumer>> consumers;
-
-    ::testing::AssertionResult start(const std::vector<ConsumerConfig>& configs) {
-        auto p = Producer::create(hub, progress_producer_config(shm_dir.path()));
-        if (!p) return ::testing::AssertionFailure() << "Producer::create: " << p.error().message();
-        producer = std::move(*p);
-        for (ConsumerConfig cfg : configs) {
-            cfg.allowed_dirs = {shm_dir.path()};
-            auto c = Consumer::create(hub, cfg);
-            if (!c) return ::testing::AssertionFailure() << "Consumer::create: " << c.error().message();
-            consumers.push_back(std::move(*c));
-        }
-        return ::testing::AssertionSuccess();
-    }
-    template <class Pred>
-    bool spin(Pred pred) {
-        return wait_until([&] {
-            producer->do_work(monotonic_ns());
-            for (auto& c : consumers) c->do_work(monotonic_ns());
-            return pred();
-        }, 10s);
-    }
-    bool all_mapped() const {
-        return std::all_of(consumers.begin(), consumers.end(),
-                           [](const auto& c) { return c->state() == MappingState::mapped; });
-    }
-};
-
 ConsumerConfig progress_consumer_config(uint32_t consumer_id, bool supports_progress) {
-    ConsumerConfig c = test_consumer_config("/dev/shm");  // allowed_dirs is set by InProcess::start
+    ConsumerConfig c = test_consumer_config("/dev/shm");  // allowed_dirs is set by InProcess::start (client_test_support.hpp)
     c.consumer_id = consumer_id;
     c.supports_progress = supports_progress;
     return c;
@@ -393,7 +359,7 @@ TEST(ClientProgress, W_5_8_PerConsumerControlStreamCarriesOnlyFrameProgress) {
     ConsumerConfig cfg = progress_consumer_config(77, true);
     cfg.control_request = {"ipc:tensorpool", 2201};
     cfg.hello_period_ns = 10'000'000;
-    ASSERT_TRUE(t.start({cfg}));
+    ASSERT_EQ(t.start(progress_producer_config(""), {cfg}), "");
     Producer& p = *t.producer;
     Consumer& c = *t.consumers[0];
     ASSERT_TRUE(t.spin([&] { return t.all_mapped() && c.streams().per_consumer_control; }))
@@ -436,7 +402,8 @@ TEST(ClientProgress, W_5_8_PerConsumerControlStreamCarriesOnlyFrameProgress) {
 // its own) — and gets the frame from its FrameDescriptor as usual.
 TEST(ClientProgress, W_10_2_2_3_AConsumerWithoutProgressSupportIgnoresFrameProgress) {
     InProcess t;
-    ASSERT_TRUE(t.start({progress_consumer_config(1, true), progress_consumer_config(2, false)}));
+    ASSERT_EQ(t.start(progress_producer_config(""), {progress_consumer_config(1, true), progress_consumer_config(2, false)}),
+              "");
     Producer& p = *t.producer;
     Consumer& a = *t.consumers[0];
     Consumer& b = *t.consumers[1];
@@ -485,7 +452,7 @@ TEST(ClientProgress, W_10_2_2_3_AConsumerWithoutProgressSupportIgnoresFrameProgr
 // the good header, so the drop is proven to come from what the progress reader saw.
 TEST(ClientProgress, W_10_2_2_6_InconsistentProgressStrideDropsTheFrame) {
     InProcess t;
-    ASSERT_TRUE(t.start({progress_consumer_config(1, true)}));
+    ASSERT_EQ(t.start(progress_producer_config(""), {progress_consumer_config(1, true)}), "");
     Producer& p = *t.producer;
     Consumer& c = *t.consumers[0];
     ASSERT_TRUE(t.spin([&] { return t.all_mapped() && p.consumers().progress().enabled; }));
@@ -536,7 +503,7 @@ TEST(ClientProgress, W_10_2_2_6_InconsistentProgressStrideDropsTheFrame) {
 // consumer deliver it: the seq_commit check refuses the slot and the frame counts as late.
 TEST(ClientProgress, W_10_2_2_9_CompleteBeforeCommitIsNotACommittedFrame) {
     InProcess t;
-    ASSERT_TRUE(t.start({progress_consumer_config(1, true)}));
+    ASSERT_EQ(t.start(progress_producer_config(""), {progress_consumer_config(1, true)}), "");
     Producer& p = *t.producer;
     Consumer& c = *t.consumers[0];
     ASSERT_TRUE(t.spin([&] { return t.all_mapped() && p.consumers().progress().enabled; }));
