@@ -155,7 +155,7 @@ int run_produce(const ProduceOptions& o) {
             fo.publish_timestamp = o.publish_timestamps;
             const auto c = claim.commit(shape, fo);
             if (c.outcome == client::PublishOutcome::invalid) {
-                std::fprintf(stderr, "produce: frame refused: %s\n", p.invalid_reason());
+                std::fprintf(stderr, "tensorpool produce: frame refused: %s\n", p.invalid_reason());
                 return 2;
             }
             if (c.committed()) ++sent;

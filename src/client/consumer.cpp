@@ -74,6 +74,12 @@ Result<std::unique_ptr<Consumer>> Consumer::create(transport::TransportHub& hub,
                                  r->stream_id);
         }
     }
+    // The freshness window is 3 announce periods, in signed 64-bit nanoseconds.
+    if (config.announce_period_ns <= 0 || config.announce_period_ns > INT64_MAX / 3) {
+        return Error::format(Errc::invalid_argument, "consumer: announce_period_ns %lld must be positive and at most "
+                             "%lld", static_cast<long long>(config.announce_period_ns),
+                             static_cast<long long>(INT64_MAX / 3));
+    }
     std::unique_ptr<Consumer> c(new Consumer(hub, std::move(config), std::move(*allowed)));
     c->id_self_assigned_ = self_assigned;
     if (Status s = c->open(monotonic_ns()); !s) return s.error();
@@ -147,19 +153,22 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
     auto d = wc::ShmPoolAnnounce::Decoder::wrap(message.data(), message.size());
     if (!d || d->streamId() != config_.stream_id) return;
     const uint64_t epoch = d->epoch();
-    const int64_t ts = static_cast<int64_t>(d->announceTimestampNs());
-    const int64_t window = 3 * config_.announce_period_ns;
+    const uint64_t ts = d->announceTimestampNs();
+    const uint64_t window = 3 * static_cast<uint64_t>(config_.announce_period_ns);  // create() bounds the period
     // Fresh means within the window of the local clock on either side: an announce stamped later than now by more
     // than the window was not stamped in the domain it names (a realtime stamp sent as MONOTONIC would otherwise
-    // stay fresh for decades, W-10.1.1-3).
-    const auto within_window = [window](int64_t local, int64_t stamp) {
-        return local - stamp <= window && stamp - local <= window;
+    // stay fresh for decades, W-10.1.1-3). Unsigned distances: a hostile stamp cannot overflow anything.
+    const auto within_window = [window](int64_t local_ns, uint64_t stamp) {
+        if (local_ns < 0) return false;
+        const uint64_t local = static_cast<uint64_t>(local_ns);
+        return (local >= stamp ? local - stamp : stamp - local) <= window;
     };
     bool fresh = false;
     switch (d->announceClockDomain()) {
         case wc::ClockDomain::MONOTONIC:
             // W-10.1.1-9: nothing stamped before this publisher's stream became available to us (replay guard).
-            fresh = ts >= info.join_time_ns && within_window(now_ns, ts);
+            fresh = info.join_time_ns >= 0 && ts >= static_cast<uint64_t>(info.join_time_ns) &&
+                    within_window(now_ns, ts);
             break;
         case wc::ClockDomain::REALTIME_SYNCED:
             fresh = within_window(realtime_ns(), ts);  // W-10.1.1-10: freshness only, no join-time rule
@@ -174,16 +183,17 @@ void Consumer::on_announce(std::span<const uint8_t> message, const transport::Me
     ++stats_.announces_accepted;
     highest_epoch_seen_ns_ = now_ns;
     if (state_ == MappingState::mapped && epoch == epoch_) {
-        // A-10 / W-15.1-3: same epoch — the files must still be the ones we mapped. W-15.14-7: a layout version
-        // other than the one mapped cannot belong to this epoch (a layout change takes a new epoch, W-15.2-1).
-        Status s = shm::recheck_identity(ring_at_map_, ring_region_->current_superblock());
-        if (s && d->layoutVersion() != ring_at_map_.layout_version) {
-            s = Error::format(Errc::mismatch, "announce: layout version %u within epoch %llu, mapped as %u "
-                              "(W-15.14-7)", d->layoutVersion(), static_cast<unsigned long long>(epoch),
-                              ring_at_map_.layout_version);
+        // A-10 / W-15.1-3: same epoch — the files must still be the ones we mapped; a change in them is a second
+        // writer (W-15.14-2).
+        if (Status s = shm::recheck_identity(ring_at_map_, ring_region_->current_superblock()); !s) {
+            abandon_epoch(s.error());
+            return;
         }
-        if (!s) abandon_epoch(s.error());
-        return;
+        if (d->layoutVersion() == ring_at_map_.layout_version) return;
+        // W-15.14-7: an announce of this epoch with another layout version forces a remap. The files are unchanged,
+        // so only the announce is wrong: the mapping below judges it like any other (W-7-7 refuses it, FALLBACK or
+        // UNMAPPED), and the next truthful announce maps again.
+        unmap("announce of the mapped epoch with another layout version: remap (W-15.14-7)");
     } else if (state_ == MappingState::mapped) {
         unmap("new epoch announced (W-15.2-3)");
     }

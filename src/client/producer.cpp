@@ -76,9 +76,14 @@ PublishResult FrameClaim::commit(const TensorShape& shape, const FrameOptions& o
                                       "may already be using; commit with that shape or abort");
         return {PublishOutcome::invalid, seq_};
     }
+    // The header image is ready before the claim is given up: a shape that is refused leaves the claim open, to be
+    // committed with a valid shape or aborted.
+    if (!producer_->prepare_image(pool_index_, seq_, static_cast<uint32_t>(payload_.size()), shape, options)) {
+        return {PublishOutcome::invalid, seq_};
+    }
     Producer* p = std::exchange(producer_, nullptr);
     p->claim_open_ = false;
-    return p->finish_frame(pool_index_, seq_, static_cast<uint32_t>(payload_.size()), shape, options);
+    return p->commit_prepared(seq_, options);
 }
 
 void FrameClaim::abort() noexcept {
@@ -285,11 +290,6 @@ PublishResult Producer::claim_slot(uint32_t length, FrameClaim& claim, const Ten
     return {PublishOutcome::published, seq};
 }
 
-PublishResult Producer::finish_frame(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
-                                     const FrameOptions& options) noexcept {
-    if (!prepare_image(pool_index, seq, length, shape, options)) return {PublishOutcome::invalid, seq};
-    return commit_prepared(seq, options);
-}
 
 
 // Frames of one stream nearly always share a shape, so the 256-byte slot image is encoded (with the generated
@@ -312,15 +312,11 @@ bool Producer::prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length,
         f.meta_version = meta;
         f.tensor = shape;
         image_valid_ = false;
-        // The header is checked as a consumer will check it (W-8-8, W-8-11, W-8-15..17, W-15.8-2, A-29): a shape
-        // every consumer would drop is refused here, with the reason, instead of being published. Only when the
-        // shape changes, so not per frame.
-        Status s = shm::encode_slot_image(f, config_.header_nslots, image_);
-        if (s) {
-            if (auto checked = shm::validate_slot_header(image_, shm::header_index(seq, config_.header_nslots)); !checked) {
-                s = checked.error();
-            }
-        }
+        // The shape is checked as a consumer will check it (W-8-8, W-8-11, W-8-15..17, W-15.8-2, A-29): one every
+        // consumer would drop is refused here, with the reason, instead of being published. Only when the shape
+        // changes, so not per frame for a stream of one shape.
+        Status s = shm::validate_tensor_shape(shape);
+        if (s) s = shm::encode_slot_image(f, config_.header_nslots, image_);
         if (!s) {
             set_invalid_reason(s.error().message());
             ++stats_.frames_invalid;

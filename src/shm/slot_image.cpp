@@ -259,6 +259,13 @@ Status check_progress(const TensorShape& t, const std::array<std::int64_t, kMaxD
 
 }  // namespace
 
+Status validate_tensor_shape(const TensorShape& shape) {
+    std::array<std::int64_t, kMaxDims> resolved{};
+    std::uint64_t extent = 0;
+    if (auto s = resolve_strides(shape, resolved, extent); !s) return s;
+    return check_progress(shape, resolved);
+}
+
 Status check_slot_position(const SlotContents& c, std::uint32_t index) noexcept {
     if (c.payload_offset != 0) {
         return Error::format(Errc::malformed, "SlotHeader.payloadOffset is %u; expected 0 in v1.2 (W-8-12)",

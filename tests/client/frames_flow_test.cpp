@@ -395,12 +395,25 @@ TEST(ClientFramesFlow, W_8_11_W_8_15_ProducerRefusesATensorDescriptionConsumersW
     EXPECT_NE(std::string(p.invalid_reason()).find("without a shape"), std::string::npos) << p.invalid_reason();
     EXPECT_EQ(p.offer(byte_shape(64), payload).outcome, PublishOutcome::invalid);
     EXPECT_NE(std::string(p.invalid_reason()).find("claim is open"), std::string::npos) << p.invalid_reason();
+    // A claim committed with a refused shape stays open: it can still be committed with a valid one, or aborted.
+    shm::TensorShape negative = byte_shape(64);
+    negative.dims[0] = -64;
+    EXPECT_EQ(unshaped.commit(negative).outcome, PublishOutcome::invalid);
+    EXPECT_TRUE(unshaped.active());
+    ++refused;
     unshaped.abort();
-    EXPECT_EQ(p.stats().frames_invalid, refused) << "misuse is not an invalid frame";
+    EXPECT_EQ(p.stats().frames_invalid, refused) << "misuse is not an invalid frame, a refused shape is";
 
-    // The good shape after them: published as seq 0.
+    // The good shape after them: published as seq 0; and an unshaped claim whose first commit was refused commits
+    // with a valid shape as seq 1.
     const PublishResult ok = p.offer(byte_shape(64), payload);
     EXPECT_TRUE(ok.committed());
     EXPECT_EQ(ok.seq, 0u);
-    EXPECT_EQ(drain<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 1);
+    FrameClaim retried;
+    ASSERT_TRUE(p.try_claim(64, retried).committed());
+    EXPECT_EQ(retried.commit(negative).outcome, PublishOutcome::invalid);
+    const PublishResult second = retried.commit(byte_shape(64));
+    EXPECT_TRUE(second.committed());
+    EXPECT_EQ(second.seq, 1u);
+    EXPECT_EQ(drain<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 2);
 }

@@ -99,7 +99,8 @@ TEST(ClientPerConsumerStreams, GrantedDescriptorStreamIsReadAndClosedWhenTheCons
 // local gate); the other asks for a stream id the producer must decline (a shared stream's), stays on the shared
 // stream and gates locally. Both end up accepting about 40 frames a second, all untorn; the declined one knows
 // why (ControlResponse text).
-// W-11-4: the local gate uses the descriptor's publish timestamp.
+// W-11-4: the local gate uses the descriptor's publish timestamp when there is one: gating on the SlotHeader
+// stamps instead (1000 + seq ns here) would let almost no frame through and fail the rate check.
 TEST(ClientRateLimited, GrantedStreamIsCappedByTheProducerAndADeclinedConsumerGatesLocally) {
     constexpr uint32_t kRateHz = 40;
     BusRoot bus;

@@ -146,7 +146,7 @@ TEST(RegionWriter, RefusesAnInvalidSuperblock) {
     EXPECT_NE(::access((dir / "x.pool").c_str(), F_OK), 0);
 }
 
-// W-15.14-3 (the superblock is written and synced when the file is created, before anyone can be told of it), W-15.22-8 (the stride is written as given, not derived from the page size).
+// W-15.22-8: the stride is written as given, not derived from the page size.
 TEST(RegionWriter, W_7_1_WritesTheSuperblockLikeTheCReference) {
     TempDir dir;
     Superblock want = Superblock::header_ring(10000, 3, 8);

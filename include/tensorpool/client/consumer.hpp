@@ -185,7 +185,8 @@ public:
     Consumer(const Consumer&) = delete;
     Consumer& operator=(const Consumer&) = delete;
 
-    // Announces (mapping state machine), Hello and QoS cadence, producer liveness.
+    // Announces (mapping state machine), Hello and QoS cadence, producer liveness. `now_ns` is CLOCK_MONOTONIC
+    // (monotonic_ns()): it is compared with announce stamps, join times and activity timestamps.
     int do_work(int64_t now_ns);
     // Reads descriptors and hands each accepted frame to `handler`; returns how many descriptors were handled.
     int poll_frames(FrameHandler handler, int limit);

@@ -190,8 +190,6 @@ private:
     void set_invalid_reason(const char* why) noexcept;
     PublishResult claim_slot(uint32_t length, FrameClaim& claim, const TensorShape* shape,
                              const FrameOptions& options) noexcept;
-    PublishResult finish_frame(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
-                               const FrameOptions& options) noexcept;
     bool prepare_image(uint32_t pool_index, uint64_t seq, uint32_t length, const TensorShape& shape,
                        const FrameOptions& options) noexcept;
     PublishResult commit_prepared(uint64_t seq, const FrameOptions& options) noexcept;

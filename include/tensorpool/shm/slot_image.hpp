@@ -129,6 +129,11 @@ private:
 Status resolve_strides(const TensorShape& shape, std::array<std::int64_t, kMaxDims>& resolved,
                        std::uint64_t& extent_bytes);
 
+// Every rule a consumer applies to the tensor part of a slot (validate_slot_header() less what the encoder fixes:
+// lengths, ids, payload_slot): ndims 1..8, known dtype and major order, non-negative dims and strides, no overlap
+// progress unit and stride (W-8-8, W-8-17). For producers, before they publish a shape.
+Status validate_tensor_shape(const TensorShape& shape);
+
 // True when the resolved strides are exactly the contiguous ones for the major order (every element packed, the
 // innermost dimension one element apart): then the first N payload bytes are the first N bytes of the tensor, and
 // a FrameProgress prefix is layout-safe (W-10.2.2-11).
