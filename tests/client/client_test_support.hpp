@@ -550,6 +550,34 @@ inline shm::TensorShape byte_shape(int32_t n) {
     return t;
 }
 
+// A FrameDescriptor of stream 10000 as a producer would send it (no publish time, not traced): for tests that forge
+// or replay descriptors.
+inline std::vector<uint8_t> forge_descriptor(uint64_t epoch, uint64_t seq) {
+    std::vector<uint8_t> buf(128);
+    wire::control::FrameDescriptor::Encoder e;
+    (void)e.wrap_and_apply_header(buf.data(), buf.size());
+    e.streamId(10000).epoch(epoch).seq(seq).traceId(0).metaVersion(0);
+    e.timestampNs(wire::control::FrameDescriptor::Encoder::timestampNsNullValue());
+    const auto n = e.finish();
+    buf.resize(n.ok() ? *n : 0);
+    return buf;
+}
+
+// Polls `sub` until it is empty and hands every message that decodes as M to `fn` (other templates on the same
+// stream are skipped); returns how many did.
+template <class M, class Fn>
+int drain_messages(transport::Subscription& sub, Fn&& fn) {
+    int n = 0;
+    while (sub.poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+        if (auto d = M::Decoder::wrap(m.data(), m.size())) {
+            fn(*d);
+            ++n;
+        }
+    }, 64) > 0) {
+    }
+    return n;
+}
+
 // A producer and its consumers in this process, on one private bus and SHM directory, driven by the test's own loop
 // (no threads, no children): for tests whose subject is a message, a counter or an exact interleaving rather than
 // process isolation. Taps the test adds to `hub` before start() see the agents' very first messages.

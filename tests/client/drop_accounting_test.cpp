@@ -190,17 +190,6 @@ TEST(ClientDropAccounting, ConsumerLappedFarBeyondTheGapLimitSkipsToTheNewestAnd
 
 namespace {
 
-std::vector<uint8_t> descriptor(uint64_t epoch, uint64_t seq) {
-    std::vector<uint8_t> buf(128);
-    wc::FrameDescriptor::Encoder e;
-    (void)e.wrap_and_apply_header(buf.data(), buf.size());
-    e.streamId(10000).epoch(epoch).seq(seq).traceId(0).metaVersion(0);
-    e.timestampNs(wc::FrameDescriptor::Encoder::timestampNsNullValue());
-    const auto n = e.finish();
-    buf.resize(n.ok() ? *n : 0);
-    return buf;
-}
-
 }  // namespace
 
 // W-10.4.1-1: the consumer's periodic QosConsumer carries its drop counters — drops_gap for seqs it never saw and
@@ -227,7 +216,7 @@ TEST(ClientDropAccounting, W_10_4_1_1_QosConsumerCarriesTheDropCounters) {
     std::vector<std::byte> payload(64);
     ASSERT_EQ(p.offer(byte_shape(64), payload).seq, 0u);
     ASSERT_TRUE(spin([&] { return accepted == 1; }));
-    ASSERT_TRUE((*forger)->offer(descriptor(p.epoch(), 2)).ok());
+    ASSERT_TRUE((*forger)->offer(forge_descriptor(p.epoch(), 2)).ok());
     ASSERT_TRUE(spin([&] { return c.stats().last_seq == 2; }));
     EXPECT_EQ(c.stats().drops_gap, 1u);
     EXPECT_EQ(c.stats().drops_late, 1u);

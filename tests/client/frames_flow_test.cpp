@@ -135,19 +135,6 @@ TEST(ClientFramesFlow, OfferAndClaimFramesArriveWithLayoutPayloadAndConsistentSt
 
 namespace {
 
-// Polls `sub` and hands every message that decodes as M to `fn` (other templates on the same stream are skipped).
-template <class M, class Fn>
-int drain(transport::Subscription& sub, Fn&& fn) {
-    int n = 0;
-    while (sub.poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
-        if (auto d = M::Decoder::wrap(m.data(), m.size())) {
-            fn(*d);
-            ++n;
-        }
-    }, 64) > 0) {
-    }
-    return n;
-}
 
 }  // namespace
 
@@ -172,20 +159,20 @@ TEST(ClientFramesFlow, W_10_1_1_AbsentOptionalFieldsAreWrittenAsTheirNullValue) 
     ASSERT_EQ(p.offer(byte_shape(128), payload, FrameOptions{}).outcome, PublishOutcome::published);
 
     int frames = 0;
-    drain<wc::FrameDescriptor>(**descriptors, [&](const wc::FrameDescriptor::Decoder& d) {
+    drain_messages<wc::FrameDescriptor>(**descriptors, [&](const wc::FrameDescriptor::Decoder& d) {
         ++frames;
         EXPECT_EQ(d.timestampNs(), 0xFFFFFFFFFFFFFFFFull);
         EXPECT_EQ(d.traceId(), 0u);
     });
     EXPECT_EQ(frames, 1);
     int qos_producer = 0;
-    drain<wc::QosProducer>(**qos, [&](const wc::QosProducer::Decoder& d) {
+    drain_messages<wc::QosProducer>(**qos, [&](const wc::QosProducer::Decoder& d) {
         ++qos_producer;
         EXPECT_EQ(d.watermark(), 0xFFFFFFFFu);
     });
     EXPECT_GE(qos_producer, 1);
     int hellos = 0;
-    drain<wc::ConsumerHello>(**control, [&](const wc::ConsumerHello::Decoder& d) {
+    drain_messages<wc::ConsumerHello>(**control, [&](const wc::ConsumerHello::Decoder& d) {
         if (d.consumerId() != 77) return;
         ++hellos;
         EXPECT_EQ(d.progressIntervalUs(), 0xFFFFFFFFu);
@@ -229,7 +216,7 @@ TEST(ClientFramesFlow, W_10_1_2_A_20_NullOptionalFieldsReadAsAbsentTraceIdZeroIs
     EXPECT_EQ(c.stats().frames_accepted, 2u);
 
     std::vector<uint64_t> wire_trace_ids;
-    drain<wc::FrameDescriptor>(**descriptors, [&](const wc::FrameDescriptor::Decoder& d) {
+    drain_messages<wc::FrameDescriptor>(**descriptors, [&](const wc::FrameDescriptor::Decoder& d) {
         wire_trace_ids.push_back(d.traceId());
     });
     EXPECT_EQ(wire_trace_ids, (std::vector<uint64_t>{0, 42}));
@@ -253,7 +240,7 @@ TEST(ClientFramesFlow, W_10_4_2_1_QosProducerIsPeriodicAndReportsCurrentSeq) {
     std::vector<uint64_t> current;
     auto collect = [&] {
         current.clear();
-        drain<wc::QosProducer>(**qos, [&](const wc::QosProducer::Decoder& d) {
+        drain_messages<wc::QosProducer>(**qos, [&](const wc::QosProducer::Decoder& d) {
             EXPECT_EQ(d.streamId(), 10000u);
             EXPECT_EQ(d.producerId(), cfg.producer_id);
             EXPECT_EQ(d.epoch(), p.epoch());
@@ -294,7 +281,7 @@ TEST(ClientFramesFlow, W_15_7_1_W_15_7_2_A_41_DefaultTimestampsAreMonotonicInThe
     Consumer& c = t.c();
     ASSERT_TRUE(t.spin([&] { return t.all_mapped(); })) << t.mapping_errors();
     int announced = 0;
-    drain<wc::ShmPoolAnnounce>(**announces, [&](const wc::ShmPoolAnnounce::Decoder& d) {
+    drain_messages<wc::ShmPoolAnnounce>(**announces, [&](const wc::ShmPoolAnnounce::Decoder& d) {
         ++announced;
         EXPECT_EQ(d.announceClockDomain(), wc::ClockDomain::MONOTONIC);
     });
@@ -386,7 +373,7 @@ TEST(ClientFramesFlow, W_8_11_W_8_15_ProducerRefusesATensorDescriptionConsumersW
         EXPECT_EQ(p.next_seq(), 0u) << "a refused frame used up a seq";
     }
     EXPECT_EQ(p.stats().frames_committed, 0u);
-    EXPECT_EQ(drain<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 0);
+    EXPECT_EQ(drain_messages<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 0);
 
     // Misuse is refused with a reason too.
     FrameClaim unshaped;
@@ -415,5 +402,5 @@ TEST(ClientFramesFlow, W_8_11_W_8_15_ProducerRefusesATensorDescriptionConsumersW
     const PublishResult second = retried.commit(byte_shape(64));
     EXPECT_TRUE(second.committed());
     EXPECT_EQ(second.seq, 1u);
-    EXPECT_EQ(drain<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 2);
+    EXPECT_EQ(drain_messages<wc::FrameDescriptor>(**descriptors, [](const wc::FrameDescriptor::Decoder&) {}), 2);
 }

@@ -537,13 +537,7 @@ TEST(ClientProgress, W_10_2_2_9_CompleteBeforeCommitIsNotACommittedFrame) {
     drain();
     ASSERT_EQ(states.back(), wc::FrameProgressState::COMPLETE);  // handed over: provisional, as every report
 
-    wc::FrameDescriptor::Encoder fd;
-    ASSERT_TRUE(fd.wrap_and_apply_header(buf, sizeof buf).ok());
-    fd.streamId(10000).epoch(p.epoch()).seq(seq).timestampNs(wc::FrameDescriptor::Encoder::timestampNsNullValue());
-    fd.metaVersion(0).traceId(0);
-    n = fd.finish();
-    ASSERT_TRUE(n.ok());
-    ASSERT_TRUE((*descriptors)->offer(std::span<const uint8_t>(buf, *n)).ok());
+    ASSERT_TRUE((*descriptors)->offer(forge_descriptor(p.epoch(), seq)).ok());
     drain();
     EXPECT_EQ(frames, 0);
     EXPECT_EQ(c.stats().frames_accepted, 0u);
