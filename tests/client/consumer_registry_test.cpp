@@ -48,26 +48,48 @@ std::vector<uint8_t> hello(uint32_t consumer_id, uint32_t descriptor_stream, uin
     return buf;
 }
 
+// A registry on a private bus, fed Hellos as the producer feeds it: `control` is the shared control stream it answers
+// on, `replies` a tap on that stream.
+struct RegistryBench {
+    BusRoot bus;
+    transport::TransportHub hub{bus.options(std::size_t{1} << 20)};
+    std::unique_ptr<transport::Publication> control;
+    std::unique_ptr<transport::Subscription> replies;
+    std::unique_ptr<ConsumerRegistry> registry;
+
+    // `rc` with this stream's id and the shared channel (per-consumer streams on it need no allow-list entry).
+    // Returns "" or what failed.
+    std::string start(ConsumerRegistryConfig rc) {
+        auto pub = hub.add_publication(kChannel, 1000);
+        if (!pub) return pub.error().message();
+        control = std::move(*pub);
+        auto sub = hub.add_subscription(kChannel, 1000);
+        if (!sub) return sub.error().message();
+        replies = std::move(*sub);
+        rc.stream_id = kStream;
+        rc.shared.channel = kChannel;
+        registry = std::make_unique<ConsumerRegistry>(hub, std::move(rc));
+        return "";
+    }
+    void on_hello(const std::vector<uint8_t>& m, int64_t now_ns) {
+        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
+        ASSERT_TRUE(d) << d.error().message();
+        registry->on_hello(*d, now_ns, *control);
+    }
+};
+
 }  // namespace
 
 // W-5-9 with max_per_consumer_streams = 3: a consumer holding two streams leaves room for one more, so a second
 // consumer asking for both halves gets its descriptor stream and a REJECTED control half — never four streams.
 // A consumer that moves its descriptor stream to another id while at the limit frees the old one first.
 TEST(ClientConsumerRegistry, StreamLimitCountsBothHalvesOfOneHello) {
-    BusRoot bus;
-    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
-    auto control = hub.add_publication(kChannel, 1000);
-    ASSERT_TRUE(control) << control.error().message();
+    RegistryBench b;
     ConsumerRegistryConfig rc;
-    rc.stream_id = kStream;
     rc.max_per_consumer_streams = 3;
-    rc.shared.channel = kChannel;  // per-consumer streams on the shared channel need no allow-list entry
-    ConsumerRegistry registry(hub, rc);
-    auto on_hello = [&](const std::vector<uint8_t>& m) {
-        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
-        ASSERT_TRUE(d) << d.error().message();
-        registry.on_hello(*d, 1, **control);
-    };
+    ASSERT_EQ(b.start(rc), "");
+    ConsumerRegistry& registry = *b.registry;
+    auto on_hello = [&](const std::vector<uint8_t>& m) { b.on_hello(m, 1); };
 
     on_hello(hello(1, 2001, 2002));
     EXPECT_EQ(registry.stats().streams_granted, 2u);
@@ -87,25 +109,15 @@ TEST(ClientConsumerRegistry, StreamLimitCountsBothHalvesOfOneHello) {
 // handles every descriptor); repeats of an unchanged request are answered again only after reply_refresh_ns, so
 // periodic Hellos neither undo a supervisor's ConsumerConfig nor count one decline each.
 TEST(ClientConsumerRegistry, RateCapOnlyForRateLimitedAndRepeatsAreNotReansweredAtOnce) {
-    BusRoot bus;
-    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
-    auto control = hub.add_publication(kChannel, 1000);
-    ASSERT_TRUE(control) << control.error().message();
-    auto replies = hub.add_subscription(kChannel, 1000);
-    ASSERT_TRUE(replies) << replies.error().message();
+    RegistryBench b;
     ConsumerRegistryConfig rc;
-    rc.stream_id = kStream;
-    rc.shared.channel = kChannel;
     rc.reply_refresh_ns = 1'000'000'000;
-    ConsumerRegistry registry(hub, rc);
-    auto on_hello = [&](const std::vector<uint8_t>& m, int64_t now) {
-        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
-        ASSERT_TRUE(d) << d.error().message();
-        registry.on_hello(*d, now, **control);
-    };
+    ASSERT_EQ(b.start(rc), "");
+    ConsumerRegistry& registry = *b.registry;
+    auto on_hello = [&](const std::vector<uint8_t>& m, int64_t now) { b.on_hello(m, now); };
     auto count_replies = [&] {
         int configs = 0;
-        (*replies)->poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
+        b.replies->poll([&](std::span<const uint8_t> m, const transport::MessageInfo&) {
             if (wc::ConsumerConfig::Decoder::wrap(m.data(), m.size())) ++configs;
         }, 64);
         return configs;
@@ -135,21 +147,14 @@ TEST(ClientConsumerRegistry, RateCapOnlyForRateLimitedAndRepeatsAreNotReanswered
 // hint: it neither pulls a value down to the floor nor stands for 0. A consumer that gives no hint at all leaves
 // the defaults: 250 us, 65,536 bytes, major-delta 0.
 TEST(ClientConsumerRegistry, W_10_1_2_8_ProgressHintsMergeSmallestAboveTheFloorsNullIsNoHint) {
-    BusRoot bus;
-    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
-    auto control = hub.add_publication(kChannel, 1000);
-    ASSERT_TRUE(control) << control.error().message();
+    RegistryBench b;
     ConsumerRegistryConfig rc;
-    rc.stream_id = kStream;
-    rc.shared.channel = kChannel;
     ASSERT_EQ(rc.progress_min_interval_ns, 250'000);
     ASSERT_EQ(rc.progress_min_bytes, 64u * 1024);
-    ConsumerRegistry registry(hub, rc);
+    ASSERT_EQ(b.start(rc), "");
+    ConsumerRegistry& registry = *b.registry;
     auto on_hello = [&](uint32_t id, const Progress& progress) {
-        const std::vector<uint8_t> m = hello(id, 0, 0, wc::Mode::STREAM, 0, progress);
-        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
-        ASSERT_TRUE(d) << d.error().message();
-        registry.on_hello(*d, 1, **control);
+        b.on_hello(hello(id, 0, 0, wc::Mode::STREAM, 0, progress), 1);
     };
     auto expect_policy = [&](int64_t interval_ns, uint64_t bytes_delta, uint32_t major_delta_units) {
         const ProgressPolicy& p = registry.progress();
@@ -184,19 +189,10 @@ TEST(ClientConsumerRegistry, W_10_1_2_8_ProgressHintsMergeSmallestAboveTheFloors
 // W-10.1.2-9, W-5-5: max_rate_hz = 0 means unlimited, even for a RATE_LIMITED consumer with a granted descriptor
 // stream: the producer caps nothing (every descriptor goes out, however close together). 25 Hz does cap.
 TEST(ClientConsumerRegistry, W_10_1_2_9_ZeroMaxRateIsUnlimited) {
-    BusRoot bus;
-    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
-    auto control = hub.add_publication(kChannel, 1000);
-    ASSERT_TRUE(control) << control.error().message();
-    ConsumerRegistryConfig rc;
-    rc.stream_id = kStream;
-    rc.shared.channel = kChannel;
-    ConsumerRegistry registry(hub, rc);
-    auto on_hello = [&](const std::vector<uint8_t>& m) {
-        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
-        ASSERT_TRUE(d) << d.error().message();
-        registry.on_hello(*d, 1, **control);
-    };
+    RegistryBench b;
+    ASSERT_EQ(b.start(ConsumerRegistryConfig{}), "");
+    ConsumerRegistry& registry = *b.registry;
+    auto on_hello = [&](const std::vector<uint8_t>& m) { b.on_hello(m, 1); };
     const std::vector<uint8_t> descriptor(64);  // its contents do not matter to the cap
     auto offer_three = [&](int64_t t0) {
         for (int64_t i = 0; i < 3; ++i) registry.offer_descriptor(descriptor, t0 + i * 1'000'000);  // 1 ms apart
@@ -220,28 +216,20 @@ TEST(ClientConsumerRegistry, W_10_1_2_9_ZeroMaxRateIsUnlimited) {
 // 0 in the ConsumerConfig, and a message that says so; a malformed request (half a channel) is INVALID_PARAMS
 // whatever the policy.
 TEST(ClientConsumerRegistry, W_15_17_1_AProducerWithoutPerConsumerStreamsAnswersUnsupported) {
-    BusRoot bus;
-    transport::TransportHub hub(bus.options(std::size_t{1} << 20));
-    auto control = hub.add_publication(kChannel, 1000);
-    ASSERT_TRUE(control) << control.error().message();
-    auto replies = hub.add_subscription(kChannel, 1000);
-    ASSERT_TRUE(replies) << replies.error().message();
+    RegistryBench b;
     ConsumerRegistryConfig rc;
-    rc.stream_id = kStream;
-    rc.shared.channel = kChannel;
     rc.allow_per_consumer_streams = false;
-    ConsumerRegistry registry(hub, rc);
+    ASSERT_EQ(b.start(rc), "");
+    ConsumerRegistry& registry = *b.registry;
     struct Reply {
         wc::ResponseCode code;
         std::string message;
     };
     auto answer = [&](const std::vector<uint8_t>& m, int64_t now) {
-        auto d = wc::ConsumerHello::Decoder::wrap(m.data(), m.size());
-        EXPECT_TRUE(d) << d.error().message();
-        registry.on_hello(*d, now, **control);
+        b.on_hello(m, now);
         std::vector<Reply> responses;
         int configs = 0;
-        (*replies)->poll([&](std::span<const uint8_t> msg, const transport::MessageInfo&) {
+        b.replies->poll([&](std::span<const uint8_t> msg, const transport::MessageInfo&) {
             if (auto c = wc::ConsumerConfig::Decoder::wrap(msg.data(), msg.size())) {
                 ++configs;
                 EXPECT_EQ(c->descriptorStreamId(), 0u);
