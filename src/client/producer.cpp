@@ -290,8 +290,6 @@ PublishResult Producer::claim_slot(uint32_t length, FrameClaim& claim, const Ten
     return {PublishOutcome::published, seq};
 }
 
-
-
 // Frames of one stream nearly always share a shape, so the 256-byte slot image is encoded (with the generated
 // codecs, every reserved byte zero) only when the shape changes; otherwise the five SlotHeader fields that
 // change per frame are patched in place at the offsets the schema gives. W-8-24 still holds: the whole image
