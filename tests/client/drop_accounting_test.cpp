@@ -188,10 +188,6 @@ TEST(ClientDropAccounting, ConsumerLappedFarBeyondTheGapLimitSkipsToTheNewestAnd
 
 // ---- in one process ----------------------------------------------------------------------------------------------
 
-namespace {
-
-}  // namespace
-
 // W-10.4.1-1: the consumer's periodic QosConsumer carries its drop counters — drops_gap for seqs it never saw and
 // drops_late for a frame whose slot did not hold it — with the last seq seen, the mapped epoch and its mode, so a
 // supervisor can see the losses without asking. A forged descriptor for seq 2 (seq 1 never sent, slot 2 never

@@ -133,11 +133,6 @@ TEST(ClientFramesFlow, OfferAndClaimFramesArriveWithLayoutPayloadAndConsistentSt
 
 // ---- in one process: what the wire carries for optional fields, QoS cadence, timestamps ------------------------
 
-namespace {
-
-
-}  // namespace
-
 // W-10.1-1, A-20: optional fields nobody set go out as their schema nullValue — FrameDescriptor.timestampNs (publish
 // time not asked for) all ones, QosProducer.watermark (we have none) and the ConsumerHello progress hints (none
 // configured) 0xFFFFFFFF — except FrameDescriptor.traceId, whose "absent" is 0, not the codec's all-ones
